@@ -1,0 +1,249 @@
+"""The daemon: source -> normalize -> filter -> per-sink queue -> batch -> write, wired once.
+
+Every long-running piece is a named thread started here; if one dies unexpectedly the whole
+process stops (non-zero), rather than limping on without a watch or a sink. SIGTERM stops the
+watch, lets the sinks drain within the grace period, saves the checkpoint and exits 0. Whatever
+could not be written in time stays unacknowledged and is shipped after the restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipper.checkpoint import CheckpointStore, Ledger, MemoryStore, SqliteStore
+from shipper.event import Event
+from shipper.health import HealthServer
+from shipper.metrics import Metrics
+from shipper.pipeline import PIPELINE_PARAMS, DeadLetters, SinkSettings, SinkWorker
+from shipper.sinks import REGISTRY, sink_class
+from shipper.sinks.base import Sink, SinkContext
+from shipper.source.kubernetes import KubernetesSource, SourceSettings, build_api_client
+from shipper.uri import Uri, UsageError, resolve_params, unknown_scheme_message
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SINK = "sqlite:"
+
+
+def default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(base, "kube-event-shipper")
+
+
+@dataclass
+class Settings:
+    """Daemon settings; every default is what ``kube-event-shipper`` does with no flags."""
+
+    source: str = "kubernetes:"
+    """Where events come from (a kube-eventer source URI)."""
+    sinks: list[str] = field(default_factory=list)
+    """Sink URIs; none means the embedded store, ``sqlite:`` in the state directory."""
+    state_dir: str | None = field(default_factory=default_state_dir)
+    """Checkpoint, dead letters and the default store live here; None keeps nothing."""
+    start: str = "checkpoint"
+    """checkpoint: resume where the last run stopped (everything retained on a first run);
+    all: ship every retained event again; new: only events from now on."""
+    cluster: str = ""
+    """Cluster name put on every event (orchestrator.cluster.name)."""
+    listen: tuple[str, int] | None = ("0.0.0.0", 8080)
+    """Address of /healthz, /readyz and /metrics; None turns them off."""
+    grace_period: float = 25.0
+    """On SIGTERM, how long sinks may drain (keep it under terminationGracePeriodSeconds)."""
+    checkpoint_interval: float = 1.0
+    """How often the checkpoint is saved; after a crash, at most this much is shipped again."""
+
+
+def build_sink(text: str, ctx: SinkContext) -> tuple[Sink, SinkSettings]:
+    """Parse and validate one ``--sink`` URI; UsageError if anything is wrong with it."""
+    uri = Uri.parse(text, what="--sink")
+    try:
+        cls = sink_class(uri.scheme)
+    except KeyError:
+        raise UsageError(unknown_scheme_message(uri.scheme, REGISTRY, "--sink")) from None
+    where = f"--sink {uri.scheme}"
+    options, leftover = resolve_params(
+        (*cls.params, *PIPELINE_PARAMS), uri.query, where=where, passthrough=cls.passthrough
+    )
+    sink = cls(uri, options, leftover, ctx)
+    return sink, SinkSettings.from_options(cls, options)
+
+
+def build_sinks(texts: list[str], ctx: SinkContext) -> list[tuple[Sink, SinkSettings]]:
+    built = [build_sink(text, ctx) for text in texts or [DEFAULT_SINK]]
+    seen: set[str] = set()
+    for _, settings in built:
+        if settings.name in seen:
+            raise UsageError(
+                f"--sink: two sinks are named {settings.name!r}; give one a name=... parameter"
+            )
+        seen.add(settings.name)
+    return built
+
+
+class Shipper:
+    """The daemon: ``Shipper(settings).run()`` blocks until stopped, returns an exit code."""
+
+    def __init__(self, settings: Settings, *, api_client: Any = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        ctx = SinkContext(cluster=settings.cluster, state_dir=settings.state_dir)
+        # Everything that can be wrong with the input is found here, before anything starts.
+        self.source_settings = SourceSettings.from_uri(settings.source)
+        sinks = build_sinks(settings.sinks, ctx)
+        self.api_client = api_client or build_api_client(self.source_settings)
+        self.ledger = Ledger(self._checkpoint_store())
+        if settings.start == "all":
+            self.ledger.reset()
+        dead_letters = DeadLetters(settings.state_dir)
+        self.workers = [SinkWorker(s, cfg, self.metrics, dead_letters) for s, cfg in sinks]
+        self.source = KubernetesSource(
+            self.source_settings,
+            self.api_client,
+            self.ledger,
+            self.dispatch,
+            self.metrics,
+            cluster=settings.cluster,
+            start=settings.start,
+        )
+        self.stopping = threading.Event()
+        self.health: HealthServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._failed: str | None = None
+
+    def _checkpoint_store(self) -> CheckpointStore:
+        if not self.settings.state_dir:
+            return MemoryStore()
+        return SqliteStore(os.path.join(self.settings.state_dir, "checkpoint.db"))
+
+    # -- the hot path: one call per event read from the API server
+
+    def dispatch(self, stream: str, event: Event, position: str | None) -> bool:
+        if self.ledger.handled(event.uid, event.resource_version):
+            self.metrics.duplicates_skipped.inc()
+            if position is not None:
+                self.ledger.mark(stream, position)
+            return False
+        targets = [w for w in self.workers if w.settings.filter.accepts(event)]
+        ticket = self.ledger.begin(
+            stream, event.uid, event.resource_version, position, len(targets)
+        )
+        for worker in self.workers:
+            if worker not in targets:
+                self.metrics.count(worker.name, "filtered")
+            elif not worker.offer(event, ticket, self.source.stop_event):
+                break  # stopping: the open ticket keeps the checkpoint before this event
+        return True
+
+    # -- lifecycle
+
+    def alive(self) -> bool:
+        return self._failed is None
+
+    def run(self) -> int:
+        self._start()
+        try:
+            while not self.stopping.wait(0.5):
+                self._check_threads()
+        finally:
+            self._shutdown()
+        return 1 if self._failed else 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: Any) -> None:
+            log.info("Received %s; stopping.", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def _start(self) -> None:
+        store = self.ledger.store.describe()
+        log.info(
+            "Shipping %s to %s (checkpoint: %s, start: %s).",
+            self.source_settings.describe(),
+            ", ".join(
+                f"{w.sink.describe()} [{w.settings.filter.describe()}]" for w in self.workers
+            ),
+            store,
+            self.settings.start,
+        )
+        for worker in self.workers:
+            worker.start()
+        if self.settings.listen is not None:
+            self.health = HealthServer(
+                self.settings.listen,
+                self.metrics.registry,
+                alive=self.alive,
+                ready=lambda: self.source.ready,
+            )
+            self.health.start()
+            log.info(
+                "Serving /healthz, /readyz and /metrics on %s:%d.",
+                self.settings.listen[0],
+                self.health.port,
+            )
+        for stream in self.source.streams:
+            self._spawn(f"watch-{stream or 'all'}", self.source.run_stream, stream)
+        self._spawn("checkpoint", self._save_checkpoints)
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _check_threads(self) -> None:
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        dead += [w.thread.name for w in self.workers if not w.thread.is_alive()]
+        if dead and not self.stopping.is_set():
+            self._failed = ", ".join(dead)
+            log.error("Thread(s) %s stopped unexpectedly; the shipper stops too.", self._failed)
+            self.stopping.set()
+
+    def _save_checkpoints(self) -> None:
+        while not self.stopping.wait(self.settings.checkpoint_interval):
+            self._flush_checkpoint()
+
+    def _flush_checkpoint(self) -> None:
+        try:
+            self.ledger.flush()
+        except Exception as exc:
+            self.metrics.checkpoint_failures.inc()
+            log.warning("Could not save the checkpoint (%s); will retry.", exc)
+        self.metrics.checkpoint_uids.set(self.ledger.tracked_uids())
+        self.metrics.inflight.set(self.ledger.inflight())
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.settings.grace_period
+        self.source.stop()
+        for thread in self._threads:
+            if thread.name.startswith("watch-"):
+                thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        for worker in self.workers:
+            worker.close()
+        while not all(w.idle() for w in self.workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        unsent = sum(w.backlog() for w in self.workers)
+        if unsent:
+            log.warning(
+                "The grace period ended with %d events unsent; they will be shipped after the"
+                " restart.",
+                unsent,
+            )
+        for worker in self.workers:
+            worker.abandon()
+            worker.thread.join(timeout=5)
+        self._flush_checkpoint()
+        if self.health is not None:
+            self.health.stop()
+        log.info("Stopped.")

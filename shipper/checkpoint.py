@@ -1,0 +1,317 @@
+"""What has been shipped, and where to resume: the ledger and its persistent store.
+
+Exactly-once hinges on two facts kept here:
+
+* ``positions``: per watch stream, a resourceVersion such that every event before it has been
+  fully handled by every sink (shipped, dead-lettered or filtered out). A restart watches from
+  there. It only moves over a done *prefix* of the stream, so a slow sink never lets it skip.
+* ``versions``: the (uid, resourceVersion) pairs handled. A resumed watch or a re-list after
+  410 Gone skips exactly those, so nothing is shipped twice, while a version not yet handled
+  (a count update made while we were down) is shipped. resourceVersion is only ever compared for
+  equality: it is opaque.
+
+A uid's older versions are forgotten once a newer one is behind the position (no replay can reach
+them any more); a uid is forgotten entirely when its Event is deleted (TTL) or missing from a
+full re-list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Checkpoint:
+    positions: dict[str, str] = field(default_factory=dict)
+    # uid -> (stream, {resourceVersion: sequence number when handled})
+    versions: dict[str, tuple[str, dict[str, int]]] = field(default_factory=dict)
+
+
+class CheckpointStore(Protocol):
+    """Where the ledger persists itself. ``save`` gets only what changed since the last call."""
+
+    def load(self) -> Checkpoint: ...
+
+    def save(
+        self,
+        positions: dict[str, str],
+        changed: dict[str, tuple[str, dict[str, int]] | None],
+    ) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+class MemoryStore:
+    """Keeps nothing across restarts (``--state-dir=`` empty); used by tests and dry runs."""
+
+    def __init__(self) -> None:
+        self.checkpoint = Checkpoint()
+
+    def load(self) -> Checkpoint:
+        return Checkpoint(dict(self.checkpoint.positions), dict(self.checkpoint.versions))
+
+    def save(self, positions, changed) -> None:  # type: ignore[no-untyped-def]
+        self.checkpoint.positions.update(positions)
+        for uid, entry in changed.items():
+            if entry is None:
+                self.checkpoint.versions.pop(uid, None)
+            else:
+                self.checkpoint.versions[uid] = entry
+
+    def clear(self) -> None:
+        self.checkpoint = Checkpoint()
+
+    def describe(self) -> str:
+        return "memory (not persisted)"
+
+
+class SqliteStore:
+    """A checkpoint file in ``--state-dir`` (``checkpoint.db``): incremental, crash-safe (WAL)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS positions (stream TEXT PRIMARY KEY, rv TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS versions (
+              uid TEXT NOT NULL, rv TEXT NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL,
+              PRIMARY KEY (uid, rv)
+            ) WITHOUT ROWID;
+            """
+        )
+        self._lock = threading.Lock()
+
+    def load(self) -> Checkpoint:
+        with self._lock:
+            checkpoint = Checkpoint(dict(self._db.execute("SELECT stream, rv FROM positions")))
+            for uid, rv, stream, seq in self._db.execute(
+                "SELECT uid, rv, stream, seq FROM versions"
+            ):
+                checkpoint.versions.setdefault(uid, (stream, {}))[1][rv] = seq
+        return checkpoint
+
+    def save(
+        self,
+        positions: dict[str, str],
+        changed: dict[str, tuple[str, dict[str, int]] | None],
+    ) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO positions (stream, rv) VALUES (?, ?)"
+                    " ON CONFLICT(stream) DO UPDATE SET rv = excluded.rv",
+                    positions.items(),
+                )
+                self._db.executemany("DELETE FROM versions WHERE uid = ?", ((u,) for u in changed))
+                self._db.executemany(
+                    "INSERT INTO versions (uid, rv, stream, seq) VALUES (?, ?, ?, ?)",
+                    _version_rows(changed),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def clear(self) -> None:
+        with self._lock:
+            self._db.executescript("DELETE FROM positions; DELETE FROM versions;")
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+
+def _version_rows(
+    changed: dict[str, tuple[str, dict[str, int]] | None],
+) -> Iterable[tuple[str, str, str, int]]:
+    for uid, entry in changed.items():
+        if entry is None:
+            continue
+        stream, rvs = entry
+        for rv, seq in rvs.items():
+            yield uid, rv, stream, seq
+
+
+class Ticket:
+    """One event's passage through the sinks; the ledger learns when every sink is done."""
+
+    __slots__ = ("_ledger", "_pending", "position", "rv", "seq", "stream", "uid")
+
+    def __init__(self, ledger: Ledger, stream: str, uid: str, rv: str, position: str | None):
+        self._ledger = ledger
+        self.stream, self.uid, self.rv, self.position = stream, uid, rv, position
+        self._pending = 0
+        self.seq = 0
+
+    def done(self) -> None:
+        """Called once per sink that finished with the event (shipped, dead-lettered, filtered)."""
+        self._ledger._sink_done(self)
+
+
+class _Marker:
+    """A stream entry that is done at once: a bookmark, a list's end, or a deletion."""
+
+    __slots__ = ("deleted_uid", "position")
+
+    def __init__(self, position: str | None, deleted_uid: str | None = None):
+        self.position, self.deleted_uid = position, deleted_uid
+
+
+class Ledger:
+    """Tracks in-flight events per stream and the handled versions; thread-safe."""
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self.store = store
+        loaded = store.load()
+        self._positions = loaded.positions
+        self._versions = loaded.versions
+        self._seq = max((s for _, rvs in self._versions.values() for s in rvs.values()), default=0)
+        self._inflight: dict[str, deque[Ticket | _Marker]] = {}
+        self._done: set[int] = set()  # id() of done tickets still queued behind others
+        self._sending: set[tuple[str, str]] = set()  # (uid, rv) handed to sinks, not yet done
+        self._dirty_positions: dict[str, str] = {}
+        self._dirty_versions: dict[str, tuple[str, dict[str, int]] | None] = {}
+        self._lock = threading.Lock()
+
+    # -- queries
+
+    def position(self, stream: str) -> str | None:
+        with self._lock:
+            return self._positions.get(stream)
+
+    def handled(self, uid: str, rv: str) -> bool:
+        """True if this version was shipped already, or is on its way to the sinks."""
+        with self._lock:
+            if (uid, rv) in self._sending:
+                return True
+            entry = self._versions.get(uid)
+            return entry is not None and rv in entry[1]
+
+    def tracked_uids(self) -> int:
+        with self._lock:
+            return len(self._versions)
+
+    def inflight(self) -> int:
+        with self._lock:
+            return sum(len(q) for q in self._inflight.values())
+
+    # -- the source's side
+
+    def begin(self, stream: str, uid: str, rv: str, position: str | None, sinks: int) -> Ticket:
+        """Register an event about to go to ``sinks`` sinks; ``position`` is where a watch
+        would resume after it (its rv for watch events, None for list items)."""
+        ticket = Ticket(self, stream, uid, rv, position)
+        ticket._pending = sinks
+        with self._lock:
+            self._inflight.setdefault(stream, deque()).append(ticket)
+            self._sending.add((uid, rv))
+            if sinks == 0:
+                self._complete(ticket)
+        return ticket
+
+    def mark(self, stream: str, position: str | None, deleted_uid: str | None = None) -> None:
+        """A bookmark / list end (new position) or a deleted Event (forget its uid)."""
+        with self._lock:
+            self._inflight.setdefault(stream, deque()).append(_Marker(position, deleted_uid))
+            self._advance(stream)
+
+    def forget_missing(self, stream: str, present: set[str]) -> int:
+        """After a full re-list: forget uids of ``stream`` that no longer exist."""
+        with self._lock:
+            gone = [u for u, (s, _) in self._versions.items() if s == stream and u not in present]
+            for uid in gone:
+                del self._versions[uid]
+                self._dirty_versions[uid] = None
+            return len(gone)
+
+    def reset(self) -> None:
+        """Forget everything (``--start=all``)."""
+        with self._lock:
+            self.store.clear()
+            self._positions.clear()
+            self._versions.clear()
+            self._dirty_positions.clear()
+            self._dirty_versions.clear()
+
+    # -- the sinks' side
+
+    def _sink_done(self, ticket: Ticket) -> None:
+        with self._lock:
+            ticket._pending -= 1
+            if ticket._pending == 0:
+                self._complete(ticket)
+
+    def _complete(self, ticket: Ticket) -> None:
+        self._sending.discard((ticket.uid, ticket.rv))
+        self._seq += 1
+        ticket.seq = self._seq
+        stream_rvs = self._versions.setdefault(ticket.uid, (ticket.stream, {}))
+        stream_rvs[1][ticket.rv] = ticket.seq
+        self._dirty_versions[ticket.uid] = stream_rvs
+        self._done.add(id(ticket))
+        self._advance(ticket.stream)
+
+    def _advance(self, stream: str) -> None:
+        queue = self._inflight.get(stream)
+        while queue:
+            head = queue[0]
+            if isinstance(head, Ticket):
+                if id(head) not in self._done:
+                    break
+                self._done.discard(id(head))
+                self._forget_older(head)
+            elif head.deleted_uid is not None and self._versions.pop(head.deleted_uid, None):
+                self._dirty_versions[head.deleted_uid] = None
+            queue.popleft()
+            if head.position is not None:
+                self._positions[stream] = head.position
+                self._dirty_positions[stream] = head.position
+
+    def _forget_older(self, ticket: Ticket) -> None:
+        # Once the position is past this version, no replay can bring an older one back.
+        entry = self._versions.get(ticket.uid)
+        if entry is None or len(entry[1]) == 1:
+            return
+        kept = {rv: seq for rv, seq in entry[1].items() if seq >= ticket.seq}
+        self._versions[ticket.uid] = (entry[0], kept)
+        self._dirty_versions[ticket.uid] = self._versions[ticket.uid]
+
+    # -- persistence
+
+    def flush(self) -> None:
+        """Persist what changed; cheap when nothing did."""
+        with self._lock:
+            if not self._dirty_positions and not self._dirty_versions:
+                return
+            positions, self._dirty_positions = self._dirty_positions, {}
+            changed = {
+                uid: (entry[0], dict(entry[1])) if entry is not None else None
+                for uid, entry in self._dirty_versions.items()
+            }
+            self._dirty_versions = {}
+        try:
+            self.store.save(positions, changed)
+        except Exception:
+            # Put it back so the next flush retries; the ledger in memory is still right.
+            with self._lock:
+                for stream, rv in positions.items():
+                    self._dirty_positions.setdefault(stream, rv)
+                for uid in changed:
+                    self._dirty_versions.setdefault(uid, self._versions.get(uid))
+            raise

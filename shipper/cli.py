@@ -1,0 +1,324 @@
+"""Command line: ``kube-event-shipper [run] --source=URI --sink=URI ...`` and ``query``.
+
+The run flags are kube-eventer's, so a Deployment's args carry over unchanged. Bad input ends
+with one line on stderr and exit code 2, before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+from shipper import __version__
+from shipper.uri import UsageError, parse_duration
+
+PROG = "kube-event-shipper"
+COMMANDS = ("run", "query", "sinks")
+
+EXAMPLES = """\
+examples:
+  # ship everything into the embedded store (the state directory), using ~/.kube/config
+  kube-event-shipper
+  # kube-eventer style, as a Deployment's args
+  kube-event-shipper --source=kubernetes:https://kubernetes.default \\
+      --sink=log --sink='sqlite:/var/lib/kube-event-shipper/events.db?retention=168h'
+  # look at what was shipped, like kubectl get events
+  kube-event-shipper query --since=1h --type=Warning
+
+commands:
+  run      watch and ship (the default when no command is given)
+  query    read events from the embedded sqlite store
+  sinks    list every sink scheme with its parameters
+
+Every sink also takes: name, batch_size, flush_interval, queue_size, overflow, max_backoff,
+level, namespaces, kinds, reason. Secrets: any secret parameter p may be given as p_file=/path;
+$VAR and ${VAR} expand from the environment.
+"""
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _listen(text: str) -> tuple[str, int] | None:
+    from shipper.health import parse_listen
+
+    if text in ("", "off", "none"):
+        return None
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def run_parser() -> argparse.ArgumentParser:
+    from shipper.app import default_state_dir
+
+    parser = _Parser(
+        prog=PROG,
+        description="Watch Kubernetes Events and ship every one of them, once, to the stores"
+        " and chats you already run.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--source",
+        default=os.environ.get("KES_SOURCE", "kubernetes:"),
+        metavar="URI",
+        help="kubernetes:[MASTER][?inClusterConfig=&insecure=&auth=KUBECONFIG&namespaces=a,b]"
+        " (default: kubernetes: = in-cluster config in a pod, else $KUBECONFIG or ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--sink",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="where to ship, repeatable: scheme[:rest][?params] (default: sqlite: in the state"
+        " directory). See 'kube-event-shipper sinks'.",
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=os.environ.get("KES_STATE_DIR", default_state_dir()),
+        metavar="DIR",
+        help="checkpoint, dead letters and the default store (default: %(default)s;"
+        " empty: keep nothing)",
+    )
+    parser.add_argument(
+        "--start",
+        choices=("checkpoint", "all", "new"),
+        default="checkpoint",
+        help="checkpoint: resume where the last run stopped, everything retained on the first"
+        " run (default); all: ship every retained event again; new: only events from now on",
+    )
+    parser.add_argument(
+        "--cluster-name",
+        default=os.environ.get("KES_CLUSTER_NAME", ""),
+        metavar="NAME",
+        help="put on every event as orchestrator.cluster.name",
+    )
+    parser.add_argument(
+        "--listen",
+        type=_listen,
+        default=("0.0.0.0", 8080),
+        metavar="HOST:PORT",
+        help="address of /healthz, /readyz and /metrics (default: :8080; 'off' to disable)",
+    )
+    parser.add_argument(
+        "--grace-period",
+        type=_duration,
+        default=25.0,
+        metavar="DURATION",
+        help="on SIGTERM, how long the sinks may drain (default: 25s)",
+    )
+    parser.add_argument(
+        "--checkpoint-interval",
+        type=_duration,
+        default=1.0,
+        metavar="DURATION",
+        help="how often the checkpoint is saved (default: 1s)",
+    )
+    _add_logging(parser)
+    return parser
+
+
+def _add_logging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=os.environ.get("KES_LOG_LEVEL", "info"),
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+
+
+def query_parser() -> argparse.ArgumentParser:
+    from shipper.app import default_state_dir
+
+    parser = _Parser(
+        prog=f"{PROG} query",
+        description="Show events from the embedded sqlite store, like kubectl get events.",
+        epilog="example:\n  kube-event-shipper query --since=2h -n default --reason='BackOff|OOM'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the sqlite file (default: events.db in --state-dir)",
+    )
+    parser.add_argument(
+        "--state-dir", default=os.environ.get("KES_STATE_DIR", default_state_dir()), metavar="DIR"
+    )
+    parser.add_argument("--since", type=_duration, metavar="DURATION", help="e.g. 30m, 2h, 7d")
+    parser.add_argument("-n", "--namespace", help="the involved object's namespace")
+    parser.add_argument("--kind", help="the involved object's kind, e.g. Pod")
+    parser.add_argument("--name", help="the involved object's name")
+    parser.add_argument("--type", choices=("Normal", "Warning"))
+    parser.add_argument("--reason", metavar="REGEX", help="regular expression on the reason")
+    parser.add_argument("--message", metavar="TEXT", help="text in the message (any case)")
+    parser.add_argument("--limit", type=int, default=500, help="newest N events (default 500)")
+    parser.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args.pop(0) if args and args[0] in COMMANDS else "run"
+    try:
+        if command == "query":
+            return _query(query_parser().parse_args(args))
+        if command == "sinks":
+            return _list_sinks()
+        return _run(run_parser().parse_args(args))
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from shipper.app import Settings, Shipper
+
+    _setup_logging(args.log_level, args.log_format)
+    settings = Settings(
+        source=args.source,
+        sinks=args.sink,
+        state_dir=args.state_dir or None,
+        start=args.start,
+        cluster=args.cluster_name,
+        listen=args.listen,
+        grace_period=args.grace_period,
+        checkpoint_interval=args.checkpoint_interval,
+    )
+    shipper = Shipper(settings)
+    shipper.install_signal_handlers()
+    return shipper.run()
+
+
+def _query(args: argparse.Namespace) -> int:
+    from shipper.sinks.sqlite import Query, default_path, run_query
+    from shipper.uri import parse_regex
+
+    path = args.db or default_path(args.state_dir)
+    if args.reason is not None:
+        try:
+            parse_regex(args.reason)
+        except ValueError as exc:
+            raise UsageError(f"--reason: {exc}") from None
+    query = Query(
+        since=args.since,
+        namespace=args.namespace,
+        kind=args.kind,
+        name=args.name,
+        type=args.type,
+        reason=args.reason,
+        message=args.message,
+        limit=args.limit,
+    )
+    try:
+        rows = run_query(path, query)
+    except FileNotFoundError:
+        raise UsageError(f"--db: {path} does not exist; has the shipper run yet?") from None
+    if args.output == "json":
+        json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        _print_table(rows, wide=args.output == "wide")
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]], *, wide: bool) -> None:
+    headers = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE", "COUNT"]
+    if wide:
+        headers[4:4] = ["NAMESPACE", "SOURCE", "FIRST SEEN"]
+    table = [headers]
+    for row in rows:
+        obj = f"{(row['kind'] or '').lower()}/{row['name'] or ''}"
+        line = [
+            row["last_seen"][:19].replace("T", " "),
+            row["type"],
+            row["reason"],
+            obj,
+            " ".join(row["message"].split()),
+            str(row["count"]),
+        ]
+        if wide:
+            source = row["reporting_controller"] or row["source_component"] or ""
+            line[4:4] = [row["namespace"], source, row["first_seen"][:19].replace("T", " ")]
+        table.append(line)
+    message_col = headers.index("MESSAGE")
+    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
+    limit = max(20, 160 - sum(w + 2 for i, w in enumerate(widths) if i != message_col))
+    for line in table:
+        cells = [
+            textwrap.shorten(c, limit, placeholder="...")
+            if i == message_col
+            else c.ljust(widths[i])
+            for i, c in enumerate(line)
+        ]
+        if message_col < len(cells) - 1:
+            cells[message_col] = cells[message_col].ljust(min(widths[message_col], limit))
+        print("  ".join(cells).rstrip())
+    if len(table) == 1:
+        print("No events match.", file=sys.stderr)
+
+
+def _list_sinks() -> int:
+    from shipper.pipeline import PIPELINE_PARAMS
+    from shipper.sinks import REGISTRY, sink_class
+
+    for scheme in sorted(REGISTRY):
+        cls = sink_class(scheme)
+        if cls.scheme != scheme:
+            continue
+        aliases = f" (also: {', '.join(cls.aliases)})" if cls.aliases else ""
+        print(f"{scheme}{aliases}: {cls.summary}")
+        print(f"  guarantee: {cls.guarantee}")
+        for param in cls.params:
+            secret = ", secret" if param.secret else ""
+            default = f"default {param.default!r}"
+            print(f"  {param.name} ({param.type_name}{secret}, {default}): {param.doc}")
+        print()
+    print("every sink:")
+    for param in PIPELINE_PARAMS:
+        print(f"  {param.name} ({param.type_name}): {param.doc}")
+    return 0
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # urllib3 logs every retry at WARNING with the full URL; ours say it once, in a sentence.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)

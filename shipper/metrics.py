@@ -1,0 +1,107 @@
+"""Prometheus metrics: delivery accounting per sink and outcome, watch health per stream.
+
+Labels are bounded: sink names, outcomes, watch event types. Never object names or uids.
+Each daemon owns its registry (no import-time globals), so tests can run several side by side.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+OUTCOMES = ("received", "shipped", "retried", "dead_lettered", "dropped", "filtered")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.sink_events = Counter(
+            "kube_event_shipper_sink_events",
+            "Events per sink by outcome: received (queued), shipped, retried (re-sent after a"
+            " transient error), dead_lettered (refused for good), dropped (by overflow policy),"
+            " filtered (the sink's filter did not pass them).",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.sink_queue = Gauge(
+            "kube_event_shipper_sink_queue_length", "Events waiting per sink.", ["sink"], registry=r
+        )
+        self.sink_queue_capacity = Gauge(
+            "kube_event_shipper_sink_queue_capacity", "Queue bound per sink.", ["sink"], registry=r
+        )
+        self.sink_write_seconds = Histogram(
+            "kube_event_shipper_sink_write_seconds",
+            "Time to write one batch, successful or not.",
+            ["sink"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.sink_failures = Counter(
+            "kube_event_shipper_sink_write_failures",
+            "Failed batch writes per sink (each is retried).",
+            ["sink"],
+            registry=r,
+        )
+        self.sink_up = Gauge(
+            "kube_event_shipper_sink_up",
+            "1 while the sink's last write succeeded, 0 while it is failing.",
+            ["sink"],
+            registry=r,
+        )
+        self.watch_events = Counter(
+            "kube_event_shipper_watch_events",
+            "Objects read from the API server by watch type (ADDED, MODIFIED, DELETED, BOOKMARK)"
+            " or LISTED.",
+            ["type"],
+            registry=r,
+        )
+        self.duplicates_skipped = Counter(
+            "kube_event_shipper_duplicates_skipped",
+            "Event versions seen again (resumed watch, re-list) and not shipped twice.",
+            registry=r,
+        )
+        self.watch_restarts = Counter(
+            "kube_event_shipper_watch_restarts",
+            "Watch reconnects by reason: timeout (normal), gone (410, re-list), error.",
+            ["reason"],
+            registry=r,
+        )
+        self.relists = Counter(
+            "kube_event_shipper_relists", "Full lists of events (start, 410 Gone).", registry=r
+        )
+        self.watch_ready = Gauge(
+            "kube_event_shipper_watch_ready",
+            "1 while every watch stream is established.",
+            registry=r,
+        )
+        self.last_event_timestamp = Gauge(
+            "kube_event_shipper_last_event_timestamp_seconds",
+            "Unix time at which the newest event was read from the API server.",
+            registry=r,
+        )
+        self.checkpoint_uids = Gauge(
+            "kube_event_shipper_checkpoint_tracked_events",
+            "Events whose shipped versions the checkpoint remembers.",
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "kube_event_shipper_inflight_events",
+            "Events read but not yet handled by every sink.",
+            registry=r,
+        )
+        self.checkpoint_failures = Counter(
+            "kube_event_shipper_checkpoint_save_failures",
+            "Failed checkpoint saves (retried on the next flush).",
+            registry=r,
+        )
+
+    def count(self, sink: str, outcome: str, n: int = 1) -> None:
+        self.sink_events.labels(sink, outcome).inc(n)
+
+    def register_sink(self, sink: str, capacity: int) -> None:
+        """Create every series of a sink at zero, so dashboards see it before the first event."""
+        for outcome in OUTCOMES:
+            self.sink_events.labels(sink, outcome)
+        self.sink_failures.labels(sink)
+        self.sink_queue_capacity.labels(sink).set(capacity)
+        self.sink_up.labels(sink).set(1)

@@ -1,0 +1,90 @@
+"""The one base every sink stands on.
+
+A sink only says how to write a batch. Queueing, batching, retry with backoff, dead letters and
+accounting live in :mod:`shipper.pipeline` and are the same for all of them. A sink module holds
+everything a reader needs about that sink: its URI parameters (declared once, as :class:`Param`),
+its schema, and what it guarantees.
+
+Example::
+
+    class LogSink(Sink):
+        scheme = "log"
+        guarantee = "at least once; ..."
+
+        def write(self, events):
+            for event in events:
+                print(json.dumps(event.document()))
+            return []
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from shipper.event import Event
+from shipper.uri import Param, Uri
+
+
+class TransientError(Exception):
+    """The whole batch may succeed later (outage, timeout, 429, 5xx): retry with backoff."""
+
+
+class PermanentError(Exception):
+    """The sink can never accept the batch as it is (a bad event, a schema it rejects)."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One event of a batch that the sink permanently refused; it goes to the dead letters."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class SinkContext:
+    """What every sink may need from the daemon's settings."""
+
+    cluster: str
+    state_dir: str | None
+
+
+class Sink(ABC):
+    """Write batches of events to one destination."""
+
+    scheme: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    summary: ClassVar[str] = ""
+    #: Parameters of this sink only; the pipeline's own (batch_size, level, ...) are added.
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: True when ``rest`` is a vendor URL whose own query keeps the parameters we do not know.
+    passthrough: ClassVar[bool] = False
+    #: What a user can rely on, for ``--help`` and the README.
+    guarantee: ClassVar[str] = ""
+    default_batch_size: ClassVar[int] = 500
+    default_flush_interval: ClassVar[float] = 1.0
+
+    def __init__(
+        self, uri: Uri, options: dict[str, Any], leftover: list[tuple[str, str]], ctx: SinkContext
+    ) -> None:
+        self.uri = uri
+        self.options = options
+        self.leftover = leftover
+        self.ctx = ctx
+
+    def open(self) -> None:  # noqa: B027 - most sinks need nothing here
+        """Connect, create tables, check credentials. Raise TransientError to be retried."""
+
+    @abstractmethod
+    def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
+        """Write ``events``; return the ones refused for good. Raise TransientError to retry."""
+
+    def close(self) -> None:  # noqa: B027
+        """Flush and release connections."""
+
+    def describe(self) -> str:
+        """Where this sink writes, safe for logs (no secrets)."""
+        return self.scheme

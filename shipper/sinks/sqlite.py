@@ -1,0 +1,231 @@
+"""``sqlite:PATH?retention=720h``: the embedded store, and the default sink.
+
+One row per Event (``uid`` is the key). A count update (MODIFIED, same uid, new resourceVersion)
+updates that row in place: an event repeated ten times is one row with ``count`` 10, its first
+and last occurrence. An older version arriving late (a replay) never rolls a row back. Rows whose
+last occurrence is older than ``retention`` are pruned at start and every ten minutes.
+
+Guarantee: exactly once per event (idempotent upsert by uid), across restarts, 410s and crashes.
+
+Schema (all times UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, so they sort as text)::
+
+    events(uid PK, resource_version, cluster, namespace, kind, name, object_uid, api_version,
+           field_path, type, reason, message, action, reporting_controller, reporting_instance,
+           source_component, source_host, event_name, event_namespace, count,
+           first_seen, last_seen, shipped_at)
+
+``namespace``/``kind``/``name`` are the involved object's; ``namespace`` is ``''`` for
+cluster-scoped objects such as Nodes. Read it with ``kube-event-shipper query``, or any SQLite
+client: ``sqlite3 events.db "select last_seen, reason, name from events order by last_seen"``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shipper.event import Event, utc_now
+from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.uri import Param, parse_duration
+
+SCHEMA_VERSION = 1
+PRUNE_EVERY = 600.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  uid TEXT PRIMARY KEY,
+  resource_version TEXT NOT NULL,
+  cluster TEXT NOT NULL DEFAULT '',
+  namespace TEXT NOT NULL DEFAULT '',
+  kind TEXT, name TEXT, object_uid TEXT, api_version TEXT, field_path TEXT,
+  type TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL, action TEXT,
+  reporting_controller TEXT, reporting_instance TEXT, source_component TEXT, source_host TEXT,
+  event_name TEXT NOT NULL, event_namespace TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  first_seen TEXT NOT NULL,
+  last_seen TEXT NOT NULL,
+  shipped_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_last_seen ON events (last_seen);
+CREATE INDEX IF NOT EXISTS events_namespace ON events (namespace, last_seen);
+CREATE INDEX IF NOT EXISTS events_reason ON events (reason, last_seen);
+CREATE INDEX IF NOT EXISTS events_object ON events (kind, name);
+"""
+
+COLUMNS = (
+    "uid", "resource_version", "cluster", "namespace", "kind", "name", "object_uid",
+    "api_version", "field_path", "type", "reason", "message", "action", "reporting_controller",
+    "reporting_instance", "source_component", "source_host", "event_name", "event_namespace",
+    "count", "first_seen", "last_seen", "shipped_at",
+)  # fmt: skip
+
+_UPDATED = [c for c in COLUMNS if c not in ("uid", "first_seen")]
+UPSERT = (
+    f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    " ON CONFLICT(uid) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _UPDATED)
+    + ", first_seen = min(events.first_seen, excluded.first_seen)"
+    # A late replay of an older version must not roll the row back.
+    " WHERE excluded.last_seen > events.last_seen"
+    " OR (excluded.last_seen = events.last_seen AND excluded.count >= events.count)"
+)
+
+
+def default_path(state_dir: str | None) -> str:
+    return os.path.join(state_dir or ".", "events.db")
+
+
+def connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=10000")
+    return db
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    db.executescript(SCHEMA)
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(SCHEMA_VERSION),),
+    )
+
+
+def _row(event: Event, shipped_at: str) -> tuple[Any, ...]:
+    return (
+        event.uid, event.resource_version, event.cluster, event.object_namespace or "",
+        event.object_kind, event.object_name, event.object_uid, event.object_api_version,
+        event.object_field_path, event.type, event.reason, event.message, event.action,
+        event.reporting_controller, event.reporting_instance, event.source_component,
+        event.source_host, event.name, event.namespace, event.count,
+        event.first_timestamp, event.last_timestamp, shipped_at,
+    )  # fmt: skip
+
+
+def cutoff(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - seconds))
+
+
+class SqliteSink(Sink):
+    scheme = "sqlite"
+    summary = "the embedded store (default): one row per event, updated in place"
+    params = (
+        Param("retention", parse_duration, 720 * 3600.0, "Prune events last seen longer ago."),
+    )
+    guarantee = "exactly once per event: an upsert by uid; count updates update the row"
+    default_batch_size = 1000
+    default_flush_interval = 0.2
+
+    db: sqlite3.Connection | None = None
+    _last_prune = 0.0
+
+    @property
+    def path(self) -> str:
+        rest = self.uri.rest
+        if rest.startswith("//"):  # sqlite:///abs/path
+            rest = rest[2:]
+        return rest or default_path(self.ctx.state_dir)
+
+    def open(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            self.db = connect(self.path)
+            migrate(self.db)
+        except (OSError, sqlite3.Error) as exc:
+            raise TransientError(f"cannot open {self.path}: {exc}") from exc
+        self.prune()
+
+    def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
+        assert self.db is not None
+        now = utc_now()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(UPSERT, [_row(event, now) for event in events])
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise TransientError(f"{self.path}: {exc}") from exc
+        if time.monotonic() - self._last_prune > PRUNE_EVERY:
+            self.prune()
+        return []
+
+    def prune(self) -> int:
+        assert self.db is not None
+        self._last_prune = time.monotonic()
+        deleted = self.db.execute(
+            "DELETE FROM events WHERE last_seen < ?", (cutoff(self.options["retention"]),)
+        ).rowcount
+        return deleted
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def describe(self) -> str:
+        return f"sqlite {self.path}"
+
+
+@dataclass
+class Query:
+    """Filters of ``kube-event-shipper query``; every one is optional."""
+
+    since: float | None = None  # seconds back from now
+    namespace: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    type: str | None = None
+    reason: str | None = None  # regex, unanchored
+    message: str | None = None  # substring, case-insensitive
+    limit: int = 500
+
+
+def run_query(path: str, query: Query) -> list[dict[str, Any]]:
+    """Rows matching ``query``, newest first (then shown oldest first, as kubectl does)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.create_function("regexp", 2, _regexp, deterministic=True)
+    db.row_factory = sqlite3.Row
+    clauses, args = [], []
+    if query.since is not None:
+        clauses.append("last_seen >= ?")
+        args.append(cutoff(query.since))
+    for column in ("namespace", "kind", "name", "type"):
+        value = getattr(query, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if query.reason is not None:
+        clauses.append("regexp(?, reason)")
+        args.append(query.reason)
+    if query.message is not None:
+        clauses.append("instr(lower(message), lower(?)) > 0")
+        args.append(query.message)
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    sql = f"SELECT * FROM events{where} ORDER BY last_seen DESC LIMIT ?"
+    try:
+        rows = [dict(row) for row in db.execute(sql, [*args, query.limit])]
+    finally:
+        db.close()
+    rows.reverse()
+    return rows
+
+
+_REGEX_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _regexp(pattern: str, value: str | None) -> bool:
+    compiled = _REGEX_CACHE.get(pattern)
+    if compiled is None:
+        compiled = _REGEX_CACHE[pattern] = re.compile(pattern)
+    return value is not None and compiled.search(value) is not None
