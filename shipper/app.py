@@ -99,7 +99,7 @@ class Shipper:
         self.source_settings = SourceSettings.from_uri(settings.source)
         sinks = build_sinks(settings.sinks, ctx)
         self.api_client = api_client or build_api_client(self.source_settings)
-        self.ledger = Ledger(self._checkpoint_store())
+        self.ledger = Ledger(self._checkpoint_store(), source=self._source_identity())
         if settings.start == "all":
             self.ledger.reset()
         dead_letters = DeadLetters(settings.state_dir)
@@ -117,6 +117,9 @@ class Shipper:
         self.health: HealthServer | None = None
         self._threads: list[threading.Thread] = []
         self._failed: str | None = None
+
+    def _source_identity(self) -> str:
+        return f"{self.api_client.configuration.host} {self.source_settings.api}"
 
     def _checkpoint_store(self) -> CheckpointStore:
         if not self.settings.state_dir:

@@ -34,6 +34,8 @@ class Checkpoint:
     positions: dict[str, str] = field(default_factory=dict)
     # uid -> (stream, {resourceVersion: sequence number when handled})
     versions: dict[str, tuple[str, dict[str, int]]] = field(default_factory=dict)
+    # Which API server (and view) the positions belong to: resourceVersions mean nothing elsewhere.
+    source: str | None = None
 
 
 class CheckpointStore(Protocol):
@@ -49,6 +51,8 @@ class CheckpointStore(Protocol):
 
     def clear(self) -> None: ...
 
+    def claim(self, source: str) -> None: ...
+
     def describe(self) -> str: ...
 
 
@@ -59,7 +63,8 @@ class MemoryStore:
         self.checkpoint = Checkpoint()
 
     def load(self) -> Checkpoint:
-        return Checkpoint(dict(self.checkpoint.positions), dict(self.checkpoint.versions))
+        cp = self.checkpoint
+        return Checkpoint(dict(cp.positions), dict(cp.versions), cp.source)
 
     def save(self, positions, changed) -> None:  # type: ignore[no-untyped-def]
         self.checkpoint.positions.update(positions)
@@ -71,6 +76,9 @@ class MemoryStore:
 
     def clear(self) -> None:
         self.checkpoint = Checkpoint()
+
+    def claim(self, source: str) -> None:
+        self.checkpoint.source = source
 
     def describe(self) -> str:
         return "memory (not persisted)"
@@ -88,6 +96,7 @@ class SqliteStore:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(
             """
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS positions (stream TEXT PRIMARY KEY, rv TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS versions (
               uid TEXT NOT NULL, rv TEXT NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -100,6 +109,8 @@ class SqliteStore:
     def load(self) -> Checkpoint:
         with self._lock:
             checkpoint = Checkpoint(dict(self._db.execute("SELECT stream, rv FROM positions")))
+            meta = dict(self._db.execute("SELECT key, value FROM meta"))
+            checkpoint.source = meta.get("source")
             for uid, rv, stream, seq in self._db.execute(
                 "SELECT uid, rv, stream, seq FROM versions"
             ):
@@ -131,7 +142,15 @@ class SqliteStore:
 
     def clear(self) -> None:
         with self._lock:
-            self._db.executescript("DELETE FROM positions; DELETE FROM versions;")
+            self._db.executescript("DELETE FROM positions; DELETE FROM versions; DELETE FROM meta;")
+
+    def claim(self, source: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('source', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (source,),
+            )
 
     def describe(self) -> str:
         return f"file {self.path}"
@@ -176,9 +195,20 @@ class _Marker:
 class Ledger:
     """Tracks in-flight events per stream and the handled versions; thread-safe."""
 
-    def __init__(self, store: CheckpointStore) -> None:
+    def __init__(self, store: CheckpointStore, source: str = "") -> None:
         self.store = store
         loaded = store.load()
+        if source and loaded.source not in (None, source):
+            log.warning(
+                "The checkpoint in %s belongs to %s, not %s; starting without it.",
+                store.describe(),
+                loaded.source,
+                source,
+            )
+            store.clear()
+            loaded = Checkpoint()
+        if source:
+            store.claim(source)
         self._positions = loaded.positions
         self._versions = loaded.versions
         self._seq = max((s for _, rvs in self._versions.values() for s in rvs.values()), default=0)
@@ -241,9 +271,12 @@ class Ledger:
             return len(gone)
 
     def reset(self) -> None:
-        """Forget everything (``--start=all``)."""
+        """Forget what was shipped (``--start=all``)."""
         with self._lock:
+            source = self.store.load().source
             self.store.clear()
+            if source:
+                self.store.claim(source)
             self._positions.clear()
             self._versions.clear()
             self._dirty_positions.clear()

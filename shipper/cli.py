@@ -184,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list_sinks()
         return _run(run_parser().parse_args(args))
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        one_line = " ".join(str(exc).split())  # YAML and TLS errors come in several lines
+        print(f"{PROG}: error: {one_line}", file=sys.stderr)
         return 2
 
 

@@ -150,6 +150,7 @@ class Uri:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.+-]*", scheme):
             raise UsageError(f"{what}: {scheme!r} is not a scheme; expected scheme[:rest][?params]")
         pairs = parse_qsl(query, keep_blank_values=True) if sep else []
+        rest = expand_env(rest, where=f"{what} {scheme}")
         return cls(scheme.lower(), rest, pairs)
 
 

@@ -20,7 +20,7 @@ CORE = {
         "fieldPath": "spec.containers{web}",
     },
     "reason": "BackOff",
-    "message": "Back-off restarting failed container \"web\" ✓",
+    "message": 'Back-off restarting failed container "web" ✓',
     "source": {"component": "kubelet", "host": "node-a"},
     "firstTimestamp": "2026-11-22T10:00:00Z",
     "lastTimestamp": "2026-11-22T10:05:00Z",
@@ -57,7 +57,11 @@ def test_core_v1_fields():
     assert event.message.endswith("✓")
     assert event.timestamp == "2026-11-22T10:05:00.000000Z"
     assert event.first_timestamp == "2026-11-22T10:00:00.000000Z"
-    assert (event.object_kind, event.object_name, event.object_namespace) == ("Pod", "web-1", "shop")
+    assert (event.object_kind, event.object_name, event.object_namespace) == (
+        "Pod",
+        "web-1",
+        "shop",
+    )
     assert event.object_field_path == "spec.containers{web}"
     assert (event.source_component, event.source_host) == ("kubelet", "node-a")
     assert event.reporting_controller == "kubelet"
@@ -76,7 +80,13 @@ def test_events_v1_fields_and_series_time_rule():
 
 
 def test_time_falls_back_to_creation():
-    obj = {"metadata": {"uid": "u", "resourceVersion": "1", "creationTimestamp": "2026-01-01T00:00:00Z"}}
+    obj = {
+        "metadata": {
+            "uid": "u",
+            "resourceVersion": "1",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        }
+    }
     event = normalize(obj, "ADDED")
     assert event.timestamp == "2026-01-01T00:00:00.000000Z"
     assert event.count == 1
@@ -87,7 +97,11 @@ def test_flattened_document():
     assert doc["@timestamp"] == "2026-11-22T10:05:00.000000Z"
     assert doc["log"]["level"] == "warning"
     assert doc["event"]["dataset"] == "kubernetes.event"
-    assert doc["orchestrator"] == {"type": "kubernetes", "cluster": {"name": "prod"}, "namespace": "shop"}
+    assert doc["orchestrator"] == {
+        "type": "kubernetes",
+        "cluster": {"name": "prod"},
+        "namespace": "shop",
+    }
     kube = doc["kubernetes"]
     assert kube["namespace"] == "shop"
     assert kube["event"]["count"] == 7

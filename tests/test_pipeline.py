@@ -49,7 +49,9 @@ class RecordingSink(Sink):
         if any(e.uid in self.explode_on for e in events):
             raise RuntimeError("cannot encode")
         self.batches.append([e.uid for e in events])
-        return [Rejected(i, "mapping conflict") for i, e in enumerate(events) if e.uid in self.refuse]
+        return [
+            Rejected(i, "mapping conflict") for i, e in enumerate(events) if e.uid in self.refuse
+        ]
 
 
 def settings(**overrides):
@@ -101,9 +103,13 @@ def test_transient_failures_are_retried_until_written(tmp_path):
     assert [uid for b in sink.batches for uid in b] == [f"u{i}" for i in range(5)]
     assert counted(metrics, "retried") == 15  # 3 failed attempts of the 5-event batch
     assert counted(metrics, "shipped") == 5
-    assert metrics.registry.get_sample_value(
-        "kube_event_shipper_sink_write_failures_total", {"sink": "rec"}
-    ) == 3
+    assert ledger.position("") == "4"
+    assert (
+        metrics.registry.get_sample_value(
+            "kube_event_shipper_sink_write_failures_total", {"sink": "rec"}
+        )
+        == 3
+    )
 
 
 def test_refused_event_is_dead_lettered_and_the_rest_lands(tmp_path):
@@ -122,7 +128,9 @@ def test_poisoned_event_is_isolated(tmp_path):
     sink = RecordingSink(explode_on={"u3"})
     metrics, _ = run_through(sink, [make_event(i) for i in range(6)], tmp_path)
     assert counted(metrics, "dead_lettered") == 1
-    assert sorted(uid for b in sink.batches for uid in b) == sorted(f"u{i}" for i in range(6) if i != 3)
+    assert sorted(uid for b in sink.batches for uid in b) == sorted(
+        f"u{i}" for i in range(6) if i != 3
+    )
     reason = json.loads((tmp_path / "dead-letters" / "rec.jsonl").read_text())["reason"]
     assert "RuntimeError: cannot encode" in reason
 
@@ -193,7 +201,9 @@ def test_sink_uri_builds_settings():
 
 def test_level_normal_means_both():
     _, cfg = build_sink("log?level=Normal", SinkContext("", None))
-    assert cfg.filter.accepts(make_event(1, "Normal")) and cfg.filter.accepts(make_event(2, "Warning"))
+    assert cfg.filter.accepts(make_event(1, "Normal")) and cfg.filter.accepts(
+        make_event(2, "Warning")
+    )
 
 
 @pytest.mark.parametrize(

@@ -49,16 +49,26 @@ def test_repeated_and_comma_lists_combine():
 
 def test_defaults_apply():
     values, _ = resolve_params(DECLARED, [], where="w")
-    assert values == {"level": None, "retention": 60.0, "nodes": [], "token": None, "insecure": False}
+    assert values == {
+        "level": None,
+        "retention": 60.0,
+        "nodes": [],
+        "token": None,
+        "insecure": False,
+    }
 
 
 def test_unknown_parameter_suggests_the_closest():
-    with pytest.raises(UsageError, match=r"unknown parameter 'retension'; did you mean 'retention'"):
+    with pytest.raises(
+        UsageError, match=r"unknown parameter 'retension'; did you mean 'retention'"
+    ):
         resolve_params(DECLARED, [("retension", "1h")], where="--sink sqlite")
 
 
 def test_bad_value_names_parameter_and_expectation():
-    with pytest.raises(UsageError, match=r"--sink sqlite: parameter retention='forever': expected a"):
+    with pytest.raises(
+        UsageError, match=r"--sink sqlite: parameter retention='forever': expected a"
+    ):
         resolve_params(DECLARED, [("retention", "forever")], where="--sink sqlite")
 
 

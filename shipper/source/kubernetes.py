@@ -115,7 +115,6 @@ class SourceSettings:
 def build_api_client(settings: SourceSettings) -> Any:
     """An authenticated ``kubernetes.client.ApiClient``, or UsageError naming what is wrong."""
     from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
 
     configuration = client.Configuration()
     in_cluster = settings.in_cluster
@@ -132,7 +131,7 @@ def build_api_client(settings: SourceSettings) -> Any:
             config.load_kube_config(config_file=path, client_configuration=configuration)
     except UsageError:
         raise
-    except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+    except Exception as exc:  # ConfigException, YAML errors, bad certificates: all start-up input
         where = "in-cluster config" if in_cluster else "kubeconfig"
         raise UsageError(f"--source kubernetes: cannot load the {where}: {exc}") from None
     if settings.master:

@@ -1,0 +1,132 @@
+"""The embedded store: idempotent upserts, no roll-back by late replays, retention, query."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from shipper.event import normalize, utc_now
+from shipper.sinks.base import SinkContext
+from shipper.sinks.sqlite import Query, SqliteSink, run_query
+from shipper.uri import Uri
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def event(uid: str, rv: str, *, count=1, last="2026-11-20T10:00:00Z", ns="shop", kind="Pod",
+          name="web-1", reason="BackOff", type_="Warning", message="Back-off restarting"):  # fmt: skip
+    obj = {
+        "metadata": {
+            "uid": uid,
+            "resourceVersion": rv,
+            "name": f"{name}.x",
+            "namespace": ns or "default",
+        },
+        "involvedObject": {"kind": kind, "name": name} | ({"namespace": ns} if ns else {}),
+        "reason": reason,
+        "type": type_,
+        "message": message,
+        "count": count,
+        "firstTimestamp": "2026-11-20T09:00:00Z",
+        "lastTimestamp": last,
+    }
+    return normalize(obj, "ADDED", cluster="c1")
+
+
+def open_sink(path: Path, retention: float = 10 * 365 * 86400.0) -> SqliteSink:
+    sink = SqliteSink(
+        Uri("sqlite", str(path)), {"retention": retention}, [], SinkContext("c1", None)
+    )
+    sink.open()
+    return sink
+
+
+def test_count_updates_update_one_row_and_replays_do_not_roll_back(tmp_path):
+    sink = open_sink(tmp_path / "e.db")
+    versions = [
+        event("u1", str(10 + i), count=i, last=f"2026-11-20T10:00:{i:02d}Z") for i in range(1, 11)
+    ]
+    sink.write(versions[:5])
+    sink.write(versions[5:])
+    sink.write([versions[2], versions[9]])  # a replay, partly stale
+    rows = (
+        sqlite3.connect(tmp_path / "e.db")
+        .execute("SELECT count, resource_version, first_seen, last_seen FROM events")
+        .fetchall()
+    )
+    assert rows == [(10, "20", "2026-11-20T09:00:00.000000Z", "2026-11-20T10:00:10.000000Z")]
+
+
+def test_retention_prunes_old_events(tmp_path):
+    old = event("old", "1", last="2020-01-01T00:00:00Z")
+    fresh = replace(event("new", "2"), last_timestamp=utc_now())
+    sink = open_sink(tmp_path / "e.db")
+    sink.write([old, fresh])
+    sink.close()
+    sink = open_sink(tmp_path / "e.db", retention=86400.0)  # pruned at open
+    uids = [r[0] for r in sqlite3.connect(tmp_path / "e.db").execute("SELECT uid FROM events")]
+    assert uids == ["new"]
+
+
+def fill(path: Path) -> None:
+    sink = open_sink(path)
+    sink.write(
+        [
+            event("a", "1", ns="shop", reason="BackOff", last="2026-11-20T10:00:00Z"),
+            event("b", "2", ns="shop", reason="OOMKilling", kind="Node", name="n1",
+                  message="Memory cgroup out of memory: Killed process 42", last="2026-11-20T10:01:00Z"),
+            event("c", "3", ns="ops", reason="Scheduled", type_="Normal", name="job-1",
+                  message="Successfully assigned ops/job-1 to n1", last="2026-11-20T10:02:00Z"),
+            event("d", "4", ns="", kind="Node", name="n2", reason="NodeNotReady", type_="Normal",
+                  last="2026-11-20T10:03:00Z"),
+        ]
+    )  # fmt: skip
+    sink.close()
+
+
+def test_query_filters(tmp_path):
+    db = tmp_path / "e.db"
+    fill(db)
+    uids = lambda q: [r["uid"] for r in run_query(str(db), q)]  # noqa: E731
+    assert uids(Query()) == ["a", "b", "c", "d"]  # oldest first, like kubectl
+    assert uids(Query(namespace="shop")) == ["a", "b"]
+    assert uids(Query(namespace="")) == ["d"]
+    assert uids(Query(type="Normal")) == ["c", "d"]
+    assert uids(Query(reason="OOM|Back")) == ["a", "b"]
+    assert uids(Query(message="OUT OF MEMORY")) == ["b"]
+    assert uids(Query(kind="Node", name="n2")) == ["d"]
+    assert uids(Query(limit=2)) == ["c", "d"]  # the newest two
+    assert (
+        uids(Query(since=3600.0)) == []
+    )  # these happened on 2026-11-20 10:0x, not in the last hour
+
+
+def query(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shipper", "query", *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_query_command_table_and_json(tmp_path):
+    db = tmp_path / "e.db"
+    fill(db)
+    table = query(f"--db={db}", "-n", "shop")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE", "COUNT"]
+    assert lines[1].split()[:5] == ["2026-11-20", "10:00:00", "Warning", "BackOff", "pod/web-1"]
+    assert "node/n1" in lines[2] and "Killed process 42" in lines[2]
+    as_json = query(f"--db={db}", "--reason=^Node", "-o", "json")
+    assert [r["name"] for r in json.loads(as_json.stdout)] == ["n2"]
+
+
+def test_query_errors_are_usage_errors(tmp_path):
+    missing = query(f"--db={tmp_path / 'none.db'}")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    fill(tmp_path / "e.db")
+    bad = query(f"--db={tmp_path / 'e.db'}", "--reason=(")
+    assert bad.returncode == 2 and "--reason: expected a regular expression" in bad.stderr
