@@ -16,7 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipper.checkpoint import CheckpointStore, Ledger, MemoryStore, SqliteStore
+from shipper.checkpoint import (
+    CheckpointStore,
+    ConfigMapStore,
+    Ledger,
+    MemoryStore,
+    SqliteStore,
+)
 from shipper.event import Event
 from shipper.health import HealthServer
 from shipper.metrics import Metrics
@@ -29,6 +35,15 @@ from shipper.uri import Uri, UsageError, resolve_params, unknown_scheme_message
 log = logging.getLogger(__name__)
 
 DEFAULT_SINK = "sqlite:"
+
+
+def pod_namespace() -> str:
+    """The namespace this pod runs in (its ServiceAccount's), else ``default``."""
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
+            return handle.read().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def default_state_dir() -> str:
@@ -59,6 +74,9 @@ class Settings:
     """On SIGTERM, how long sinks may drain (keep it under terminationGracePeriodSeconds)."""
     checkpoint_interval: float = 1.0
     """How often the checkpoint is saved; after a crash, at most this much is shipped again."""
+    checkpoint: str = "file"
+    """file: checkpoint.db in the state directory; configmap:[NAMESPACE/]NAME: a ConfigMap
+    (pods without a volume); none: keep nothing (every start ships everything retained)."""
 
 
 def build_sink(text: str, ctx: SinkContext) -> tuple[Sink, SinkSettings]:
@@ -122,8 +140,19 @@ class Shipper:
         return f"{self.api_client.configuration.host} {self.source_settings.api}"
 
     def _checkpoint_store(self) -> CheckpointStore:
-        if not self.settings.state_dir:
+        kind, _, where = self.settings.checkpoint.partition(":")
+        if kind == "configmap":
+            namespace, _, name = where.rpartition("/")
+            if not name:
+                raise UsageError("--checkpoint: expected configmap:[NAMESPACE/]NAME")
+            return ConfigMapStore(self.api_client, namespace or pod_namespace(), name)
+        if kind == "none" or not self.settings.state_dir:
             return MemoryStore()
+        if kind != "file" or where:
+            raise UsageError(
+                f"--checkpoint: {self.settings.checkpoint!r}; expected file,"
+                " configmap:[NAMESPACE/]NAME or none"
+            )
         return SqliteStore(os.path.join(self.settings.state_dir, "checkpoint.db"))
 
     # -- the hot path: one call per event read from the API server

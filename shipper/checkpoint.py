@@ -17,14 +17,18 @@ full re-list.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import sqlite3
 import threading
+import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +158,135 @@ class SqliteStore:
 
     def describe(self) -> str:
         return f"file {self.path}"
+
+
+class ConfigMapStore:
+    """The checkpoint in a ConfigMap, for pods without a persistent volume (``--checkpoint``).
+
+    The whole checkpoint is rewritten on each save as zlib-compressed JSON in ``binaryData``
+    (optimistic concurrency on the ConfigMap's resourceVersion). A ConfigMap holds at most 1 MiB:
+    if the checkpoint grows past ``max_bytes`` compressed, the uids handled longest ago are left
+    out (a re-list after a restart would ship those again: at-least-once for them), and a
+    warning says so. About 40,000 tracked events fit.
+    """
+
+    KEY = "checkpoint.json.z"
+
+    def __init__(self, api: Any, namespace: str, name: str, max_bytes: int = 900_000) -> None:
+        self.api, self.namespace, self.name, self.max_bytes = api, namespace, name, max_bytes
+        self.path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+        self._mirror = Checkpoint()
+        self._resource_version: str | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Checkpoint:
+        from shipper import kube
+
+        response = kube.request(self.api, "GET", self.path)
+        if response.status == 404:
+            self._resource_version = None
+            self._mirror = Checkpoint()
+            return Checkpoint()
+        if response.status != 200:
+            raise OSError(
+                f"cannot read ConfigMap {self.describe()}: {kube.status_message(response.data)}"
+            )
+        obj = orjson.loads(response.data)
+        self._resource_version = obj["metadata"]["resourceVersion"]
+        blob = (obj.get("binaryData") or {}).get(self.KEY)
+        data = orjson.loads(zlib.decompress(base64.b64decode(blob))) if blob else {}
+        self._mirror = Checkpoint(
+            positions=dict(data.get("positions") or {}),
+            versions={
+                uid: (entry[0], dict(entry[1]))
+                for uid, entry in (data.get("versions") or {}).items()
+            },
+            source=data.get("source"),
+        )
+        return Checkpoint(
+            dict(self._mirror.positions), dict(self._mirror.versions), self._mirror.source
+        )
+
+    def save(self, positions, changed) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            self._mirror.positions.update(positions)
+            for uid, entry in changed.items():
+                if entry is None:
+                    self._mirror.versions.pop(uid, None)
+                else:
+                    self._mirror.versions[uid] = entry
+            self._write()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._mirror = Checkpoint()
+            self._write()
+
+    def claim(self, source: str) -> None:
+        with self._lock:
+            self._mirror.source = source
+            self._write()
+
+    def describe(self) -> str:
+        return f"ConfigMap {self.namespace}/{self.name}"
+
+    def _snapshot(self) -> bytes:
+        versions = self._mirror.versions
+        while True:
+            payload = {
+                "version": 1,
+                "source": self._mirror.source,
+                "positions": self._mirror.positions,
+                "versions": versions,
+            }
+            blob = zlib.compress(orjson.dumps(payload), 6)
+            if len(blob) <= self.max_bytes or not versions:
+                return blob
+            # Keep the most recently handled half; the rest may be shipped twice after a restart.
+            newest = sorted(versions, key=lambda u: max(versions[u][1].values()), reverse=True)
+            log.warning(
+                "The checkpoint is too big for a ConfigMap (%d bytes); it keeps the %d most"
+                " recent of %d events.",
+                len(blob),
+                len(newest) // 2,
+                len(newest),
+            )
+            versions = {uid: versions[uid] for uid in newest[: len(newest) // 2]}
+
+    def _write(self) -> None:
+        from shipper import kube
+
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "kube-event-shipper"},
+            },
+            "binaryData": {self.KEY: base64.b64encode(self._snapshot()).decode()},
+        }
+        if self._resource_version is None:
+            response = kube.request(
+                self.api, "POST", f"/api/v1/namespaces/{self.namespace}/configmaps", body=body
+            )
+        else:
+            body["metadata"]["resourceVersion"] = self._resource_version
+            response = kube.request(self.api, "PUT", self.path, body=body)
+        if response.status == 409:
+            # Someone else wrote it (a former leader): take their version number and write ours.
+            current = kube.request(self.api, "GET", self.path)
+            self._resource_version = (
+                orjson.loads(current.data)["metadata"]["resourceVersion"]
+                if current.status == 200
+                else None
+            )
+            raise OSError(f"ConfigMap {self.describe()} changed underneath; will retry")
+        if response.status not in (200, 201):
+            raise OSError(
+                f"cannot write ConfigMap {self.describe()}: {kube.status_message(response.data)}"
+            )
+        self._resource_version = orjson.loads(response.data)["metadata"]["resourceVersion"]
 
 
 def _version_rows(

@@ -126,6 +126,14 @@ def run_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long the sinks may drain (default: 25s)",
     )
     parser.add_argument(
+        "--checkpoint",
+        default=os.environ.get("KES_CHECKPOINT", "file"),
+        metavar="WHERE",
+        help="where the checkpoint lives: file (checkpoint.db in --state-dir, default),"
+        " configmap:[NAMESPACE/]NAME (for pods without a volume; needs get/create/update on"
+        " that ConfigMap), none",
+    )
+    parser.add_argument(
         "--checkpoint-interval",
         type=_duration,
         default=1.0,
@@ -202,8 +210,13 @@ def _run(args: argparse.Namespace) -> int:
         listen=args.listen,
         grace_period=args.grace_period,
         checkpoint_interval=args.checkpoint_interval,
+        checkpoint=args.checkpoint,
     )
-    shipper = Shipper(settings)
+    try:
+        shipper = Shipper(settings)
+    except OSError as exc:  # the checkpoint could not be read: not a usage error, and no traceback
+        logging.getLogger("shipper").error("Cannot start: %s", exc)
+        return 1
     shipper.install_signal_handlers()
     return shipper.run()
 

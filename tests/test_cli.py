@@ -64,6 +64,8 @@ BAD_INPUT = [
     (["--start=sometimes"], ["--start", "invalid choice: 'sometimes'"]),
     (["--listen=everywhere"], ["--listen", "expected HOST:PORT"]),
     (["--grace-period=soon"], ["--grace-period", "expected a duration"]),
+    (["--checkpoint=configmap:"], ["--checkpoint: expected configmap:[NAMESPACE/]NAME"]),
+    (["--checkpoint=etcd"], ["--checkpoint: 'etcd'; expected file, configmap"]),
 ]
 
 

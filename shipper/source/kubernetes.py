@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from shipper import kube
 from shipper.event import NotAnEvent, normalize
 from shipper.uri import Param, Uri, UsageError, parse_bool, parse_list, resolve_params
 
@@ -228,22 +229,14 @@ class KubernetesSource:
         return f"{base}/namespaces/{stream}/events" if stream else f"{base}/events"
 
     def _request(self, stream: str, query: list[tuple[str, Any]], read_timeout: float) -> Any:
-        method, url, headers, body, post = self.api.param_serialize(
-            "GET",
-            self._path(stream),
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
+        response = kube.request(
+            self.api, "GET", self._path(stream), query=query, read_timeout=read_timeout
         )
-        response = self.api.call_api(
-            method, url, headers, body, post, _request_timeout=(10.0, read_timeout)
-        ).response
         if response.status == 410:
             response.release_conn()
             raise Gone()
         if not 200 <= response.status < 300:
-            message = _status_message(response.data)
-            raise ApiError(response.status, message)
+            raise ApiError(response.status, kube.status_message(response.data))
         return response
 
     def _list(self, stream: str, *, ship: bool) -> str:
@@ -371,14 +364,6 @@ def _shutdown(response: Any) -> None:
             response.close()
     except Exception:
         pass
-
-
-def _status_message(data: bytes) -> str:
-    try:
-        status = orjson.loads(data)
-        return str(status.get("message") or status)
-    except orjson.JSONDecodeError:
-        return data[:300].decode("utf-8", "replace")
 
 
 def _brief(exc: BaseException) -> str:
