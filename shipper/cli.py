@@ -254,6 +254,9 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _print_table(rows: list[dict[str, Any]], *, wide: bool) -> None:
+    if not rows:
+        print("No events match.", file=sys.stderr)
+        return
     headers = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE", "COUNT"]
     if wide:
         headers[4:4] = ["NAMESPACE", "SOURCE", "FIRST SEEN"]
@@ -285,8 +288,6 @@ def _print_table(rows: list[dict[str, Any]], *, wide: bool) -> None:
         if message_col < len(cells) - 1:
             cells[message_col] = cells[message_col].ljust(min(widths[message_col], limit))
         print("  ".join(cells).rstrip())
-    if len(table) == 1:
-        print("No events match.", file=sys.stderr)
 
 
 def _list_sinks() -> int:

@@ -86,6 +86,8 @@ def connect(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=10000")
+    # 16 MiB of page cache (default 2 MiB): index upserts stay fast as the table grows.
+    db.execute("PRAGMA cache_size=-16384")
     return db
 
 

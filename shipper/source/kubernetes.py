@@ -169,6 +169,7 @@ class KubernetesSource:
         self.streams = list(settings.namespaces) or [""]
         self.stop_event = threading.Event()
         self._ready: dict[str, bool] = {stream: False for stream in self.streams}
+        self._listed = metrics.watch_events.labels("LISTED")
         self._responses: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -243,6 +244,7 @@ class KubernetesSource:
         """List every retained Event page by page; returns the list's resourceVersion."""
         self.metrics.relists.inc()
         started, shipped, present = time.monotonic(), 0, set()
+        next_progress = started + 10.0
         token: str | None = None
         while True:
             query: list[tuple[str, Any]] = [("limit", self.settings.page_size if ship else 1)]
@@ -260,7 +262,7 @@ class KubernetesSource:
             for obj in page.get("items") or ():
                 if not ship:
                     break
-                self.metrics.watch_events.labels("LISTED").inc()
+                self._listed.inc()
                 present.add(obj["metadata"]["uid"])
                 if self._offer(stream, obj, "LISTED", position=None):
                     shipped += 1
@@ -269,6 +271,16 @@ class KubernetesSource:
             token = (page["metadata"].get("continue") or None) if ship else None
             if not token:
                 break
+            if time.monotonic() > next_progress:  # big clusters: say that the list moves on
+                next_progress = time.monotonic() + 10.0
+                remaining = page["metadata"].get("remainingItemCount")
+                log.info(
+                    "Listing %s: %d events so far%s, %d of them to ship.",
+                    _stream_name(stream),
+                    len(present),
+                    f", about {remaining} to go" if remaining is not None else "",
+                    shipped,
+                )
         if ship:
             forgotten = self.ledger.forget_missing(stream, present)
             log.info(
