@@ -169,7 +169,7 @@ class Shipper:
         )
         for worker in self.workers:
             if worker not in targets:
-                self.metrics.count(worker.name, "filtered")
+                worker.filtered.inc()
             elif not worker.offer(event, ticket, self.source.stop_event):
                 break  # stopping: the open ticket keeps the checkpoint before this event
         return True

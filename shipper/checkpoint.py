@@ -41,6 +41,20 @@ class Checkpoint:
     # Which API server (and view) the positions belong to: resourceVersions mean nothing elsewhere.
     source: str | None = None
 
+    def copy(self) -> Checkpoint:
+        return Checkpoint(dict(self.positions), dict(self.versions), self.source)
+
+    def apply(
+        self, positions: dict[str, str], changed: dict[str, tuple[str, dict[str, int]] | None]
+    ) -> None:
+        """Apply what a :meth:`Ledger.flush` hands to ``CheckpointStore.save``."""
+        self.positions.update(positions)
+        for uid, entry in changed.items():
+            if entry is None:
+                self.versions.pop(uid, None)
+            else:
+                self.versions[uid] = entry
+
 
 class CheckpointStore(Protocol):
     """Where the ledger persists itself. ``save`` gets only what changed since the last call."""
@@ -67,16 +81,10 @@ class MemoryStore:
         self.checkpoint = Checkpoint()
 
     def load(self) -> Checkpoint:
-        cp = self.checkpoint
-        return Checkpoint(dict(cp.positions), dict(cp.versions), cp.source)
+        return self.checkpoint.copy()
 
     def save(self, positions, changed) -> None:  # type: ignore[no-untyped-def]
-        self.checkpoint.positions.update(positions)
-        for uid, entry in changed.items():
-            if entry is None:
-                self.checkpoint.versions.pop(uid, None)
-            else:
-                self.checkpoint.versions[uid] = entry
+        self.checkpoint.apply(positions, changed)
 
     def clear(self) -> None:
         self.checkpoint = Checkpoint()
@@ -203,18 +211,11 @@ class ConfigMapStore:
             },
             source=data.get("source"),
         )
-        return Checkpoint(
-            dict(self._mirror.positions), dict(self._mirror.versions), self._mirror.source
-        )
+        return self._mirror.copy()
 
     def save(self, positions, changed) -> None:  # type: ignore[no-untyped-def]
         with self._lock:
-            self._mirror.positions.update(positions)
-            for uid, entry in changed.items():
-                if entry is None:
-                    self._mirror.versions.pop(uid, None)
-                else:
-                    self._mirror.versions[uid] = entry
+            self._mirror.apply(positions, changed)
             self._write()
 
     def clear(self) -> None:

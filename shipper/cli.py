@@ -191,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "sinks":
             return _list_sinks()
         return _run(run_parser().parse_args(args))
+    except BrokenPipeError:  # `query | head`: the reader is done, so are we
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UsageError as exc:
         one_line = " ".join(str(exc).split())  # YAML and TLS errors come in several lines
         print(f"{PROG}: error: {one_line}", file=sys.stderr)

@@ -155,6 +155,7 @@ class SinkWorker:
         self._received = metrics.sink_events.labels(self.name, "received")
         self._shipped = metrics.sink_events.labels(self.name, "shipped")
         self._dead_lettered = metrics.sink_events.labels(self.name, "dead_lettered")
+        self.filtered = metrics.sink_events.labels(self.name, "filtered")
 
     # -- the source's side
 

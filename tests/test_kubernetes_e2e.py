@@ -376,3 +376,20 @@ def test_crash_loses_nothing_and_the_store_holds_no_duplicate(shipper, kube_api,
     assert set(shipped) == {key(e) for e in [*first, *after]}
     assert {key(e) for e in after} <= set(shipped_keys(shipper.stdout_docs(2)))
     assert len(rows(shipper.db)) == 25
+
+
+def test_deleted_events_are_not_shipped(shipper, kube_api, namespace):
+    """DELETED is what TTL expiry looks like on the watch: nothing to ship, nothing lost."""
+    shipper.start()
+    doomed = core_event(kube_api, namespace, obj="doomed")
+    wait_for(lambda: len(shipper.stdout_docs()) == 1, what="the event")
+    client.CoreV1Api(kube_api).delete_namespaced_event(doomed["metadata"]["name"], namespace)
+    wait_for(
+        lambda: shipper.metric("kube_event_shipper_watch_events_total", type="DELETED") >= 1,
+        what="the DELETED watch event",
+    )
+    after = core_event(kube_api, namespace, obj="after")
+    wait_for(lambda: len(shipper.stdout_docs()) == 2, what="the next event")
+    assert shipper.stop() == 0
+    assert shipped_keys(shipper.stdout_docs()) == [key(doomed), key(after)]
+    assert len(rows(shipper.db)) == 2  # the store keeps the history the API server dropped
