@@ -48,10 +48,6 @@ class EventFilter:
             reason=options.get("reason"),
         )
 
-    @property
-    def passes_everything(self) -> bool:
-        return self == EventFilter()
-
     def accepts(self, event: Event) -> bool:
         if self.level is not None and LEVEL_RANK.get(event.type, 0) < LEVEL_RANK[self.level]:
             return False

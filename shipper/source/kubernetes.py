@@ -347,11 +347,6 @@ class KubernetesSource:
         self.metrics.last_event_timestamp.set(time.time())
         return self.dispatch(stream, event, position)
 
-    def resource_version_now(self, stream: str = "") -> str:
-        """The API server's current resourceVersion (a one-item list), for tests and tools."""
-        page = orjson.loads(self._request(stream, [("limit", 1)], 30.0).data)
-        return str(page["metadata"]["resourceVersion"])
-
 
 def _lines(response: Any) -> Iterator[bytes]:
     """Split a chunked watch response into JSON lines as they arrive."""
