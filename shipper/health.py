@@ -61,7 +61,9 @@ class HealthServer:
         self.registry, self.alive, self.ready = registry, alive, ready
         self.httpd = ThreadingHTTPServer(address, Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.1,), name="health", daemon=True
+        )
 
     @property
     def port(self) -> int:
