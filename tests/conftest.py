@@ -66,6 +66,18 @@ def kube_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def opensearch_url() -> str:
+    """A real single-node OpenSearch 2.x (embedded, from Maven Central jars)."""
+    return stack_up("opensearch")["OPENSEARCH_URL"]
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_url() -> str:
+    """A real single-node Elasticsearch 7.17 (embedded, from Maven Central jars)."""
+    return stack_up("elasticsearch")["ELASTICSEARCH_URL"]
+
+
+@pytest.fixture(scope="session")
 def kube_api(kube_env: dict[str, str]) -> Any:
     from kubernetes import client, config
 
