@@ -330,7 +330,7 @@ class Ledger:
     """Tracks in-flight events per stream and the handled versions; thread-safe."""
 
     def __init__(self, store: CheckpointStore, source: str = "") -> None:
-        self.store = store
+        self.store, self.source = store, source
         loaded = store.load()
         if source and loaded.source not in (None, source):
             log.warning(
@@ -407,10 +407,9 @@ class Ledger:
     def reset(self) -> None:
         """Forget what was shipped (``--start=all``)."""
         with self._lock:
-            source = self.store.load().source
             self.store.clear()
-            if source:
-                self.store.claim(source)
+            if self.source:
+                self.store.claim(self.source)
             self._positions.clear()
             self._versions.clear()
             self._dirty_positions.clear()

@@ -95,3 +95,13 @@ def test_checkpoint_of_another_api_server_is_not_used(tmp_path):
     assert Ledger(SqliteStore(path), source="https://a:6443 v1").position("") == "10"
     other = Ledger(SqliteStore(path), source="https://b:6443 v1")
     assert other.position("") is None and not other.handled("a", "10")
+
+
+def test_reset_keeps_the_source_claim(tmp_path):
+    path = str(tmp_path / "cp.db")
+    ledger = Ledger(SqliteStore(path), source="https://a:6443 v1")
+    ledger.begin("", "a", "10", "10", sinks=0)
+    ledger.flush()
+    ledger.reset()
+    assert SqliteStore(path).load().source == "https://a:6443 v1"
+    assert Ledger(SqliteStore(path), source="https://a:6443 v1").position("") is None
