@@ -9,6 +9,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OUTCOMES = ("received", "shipped", "retried", "dead_lettered", "dropped", "filtered")
+WATCH_TYPES = ("LISTED", "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
+RESTART_REASONS = ("timeout", "gone", "error")
 
 
 class Metrics:
@@ -94,6 +96,12 @@ class Metrics:
             "Failed checkpoint saves (retried on the next flush).",
             registry=r,
         )
+        # Known label values exist at zero from the start: rate() and alerts need a series
+        # before its first increment, and a missing series is not the same as "none yet".
+        for kind in WATCH_TYPES:
+            self.watch_events.labels(kind)
+        for reason in RESTART_REASONS:
+            self.watch_restarts.labels(reason)
 
     def count(self, sink: str, outcome: str, n: int = 1) -> None:
         self.sink_events.labels(sink, outcome).inc(n)
