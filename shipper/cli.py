@@ -19,7 +19,7 @@ from shipper import __version__
 from shipper.uri import UsageError, parse_duration
 
 PROG = "kube-event-shipper"
-COMMANDS = ("run", "query", "sinks")
+COMMANDS = ("run", "query", "sinks", "setup")
 
 EXAMPLES = """\
 examples:
@@ -35,6 +35,7 @@ commands:
   run      watch and ship (the default when no command is given)
   query    read events from the embedded sqlite store
   sinks    list every sink scheme with its parameters
+  setup    install index templates and lifecycle policy: setup elasticsearch:http://es:9200
 
 Every sink also takes: name, batch_size, flush_interval, queue_size, overflow, max_backoff,
 level, namespaces, kinds, reason. Secrets: any secret parameter p may be given as p_file=/path;
@@ -190,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _query(query_parser().parse_args(args))
         if command == "sinks":
             return _list_sinks()
+        if command == "setup":
+            return _setup(setup_parser().parse_args(args))
         return _run(run_parser().parse_args(args))
     except BrokenPipeError:  # `query | head`: the reader is done, so are we
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -293,6 +296,69 @@ def _print_table(rows: list[dict[str, Any]], *, wide: bool) -> None:
         print("  ".join(cells).rstrip())
 
 
+def setup_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"{PROG} setup",
+        description="Install what a store needs before events arrive, idempotently: for"
+        " elasticsearch/opensearch, component and index templates, the ILM or ISM policy (when"
+        " the server has it) and, in alias mode, the first index. Takes the same URI as --sink,"
+        " so the mode and index match what the sink will write. The sink also does this at"
+        " start unless setup=false; run this where the shipper's own credentials may not"
+        " manage templates.",
+        epilog="examples:\n"
+        f"  {PROG} setup 'elasticsearch:http://127.0.0.1:9200?index=kube-events'\n"
+        f"  {PROG} setup 'opensearch:https://os:9200?mode=alias&index=kubernetes-events"
+        "&esUserName=admin&esUserSecret_file=/secrets/pw'\n"
+        f"  {PROG} setup --print 'elasticsearch:http://es:9200?mode=dated'   # show, don't send",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sink", metavar="URI", help="a --sink URI (elasticsearch:, opensearch:)")
+    parser.add_argument(
+        "--print",
+        dest="print_only",
+        action="store_true",
+        help="print the requests (method, path, JSON body) for the given mode, send nothing;"
+        " mode=auto prints the data stream variant",
+    )
+    parser.add_argument(
+        "--lifecycle",
+        choices=("ilm", "ism", "none"),
+        default=None,
+        help="with --print: which lifecycle policy to include (default: ilm for elasticsearch,"
+        " ism for opensearch)",
+    )
+    parser.add_argument("--log-level", default="warning", help=argparse.SUPPRESS)
+    return parser
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from shipper.app import build_sink
+    from shipper.sinks.base import SinkContext, TransientError
+    from shipper.sinks.elasticsearch import ElasticsearchSink, render_setup, run_setup
+
+    _setup_logging(args.log_level, "text")
+    sink, _ = build_sink(args.sink, SinkContext(cluster="", state_dir=None))
+    if not isinstance(sink, ElasticsearchSink):
+        raise UsageError(f"setup: {sink.scheme} needs no setup (elasticsearch and opensearch do)")
+    if args.print_only:
+        mode = sink.options["mode"] if sink.options["mode"] != "auto" else "data_stream"
+        default = "ism" if sink.expects == "opensearch" else "ilm"
+        lifecycle = args.lifecycle or default
+        for method, path, body in render_setup(
+            sink.expects, sink.index, mode, None if lifecycle == "none" else lifecycle
+        ):
+            print(f"{method} /{path}")
+            print(json.dumps(body, indent=2))
+        return 0
+    try:
+        report = run_setup(sink, print)
+    except TransientError as exc:
+        print(f"{PROG} setup: failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"done: {report.server}, mode {report.mode}, index {sink.index}")
+    return 0
+
+
 def _list_sinks() -> int:
     from shipper.pipeline import PIPELINE_PARAMS
     from shipper.sinks import REGISTRY, sink_class
@@ -340,3 +406,7 @@ def _setup_logging(level: str, fmt: str) -> None:
     # urllib3 logs every retry at WARNING with the full URL; ours say it once, in a sentence.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    # The search clients log every request at INFO and every retry with a traceback; the sink
+    # reports failures itself, once per attempt, without credentials.
+    for name in ("elastic_transport", "elasticsearch", "opensearch"):
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -78,6 +78,32 @@ def elasticsearch_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def kafka_env() -> dict[str, str]:
+    """A real single-node Apache Kafka 3.9 (KRaft, from Maven Central jars): the .stack/env
+    values (KAFKA_BOOTSTRAP, and KAFKA_SASL_* for its SCRAM-SHA-512 listener)."""
+    return stack_up("kafka")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_env: dict[str, str]) -> str:
+    return kafka_env["KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture(scope="session")
+def influxdb_url() -> str:
+    """A real InfluxDB 1.8.10 (built from the Go module proxy), no auth, Flux enabled."""
+    return stack_up("influxdb")["INFLUXDB_URL"]
+
+
+@pytest.fixture(scope="session")
+def mysql_env() -> dict[str, str]:
+    """A real MariaDB (Debian's mariadb-server): MYSQL_URL, MYSQL_HOST, MYSQL_PORT, MYSQL_USER,
+    MYSQL_PASSWORD and MYSQL_DATABASE of the shipper's user and database."""
+    env = stack_up("mysql")
+    return {k: v for k, v in env.items() if k.startswith("MYSQL_")}
+
+
+@pytest.fixture(scope="session")
 def kube_api(kube_env: dict[str, str]) -> Any:
     from kubernetes import client, config
 
@@ -195,3 +221,5 @@ def shipper_factory(tmp_path: Path) -> Iterator[Callable[..., ShipperProcess]]:
         if process.proc is not None and process.proc.poll() is None:
             process.proc.kill()
             process.proc.wait()
+        if process.proc is not None:  # pytest shows this only when the test failed
+            print(f"--- shipper stderr, last run ---\n{process.stderr()[-4000:]}")

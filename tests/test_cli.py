@@ -38,8 +38,8 @@ def kubeconfig(tmp_path: Path) -> str:
 
 BAD_INPUT = [
     (
-        ["--sink=elastic:http://127.0.0.1:9200"],
-        ["unknown scheme 'elastic'", "known: log, sqlite, stdout"],
+        ["--sink=elastik:http://127.0.0.1:9200"],
+        ["unknown scheme 'elastik'", "did you mean 'elastic", "known: elasticsearch, es, log"],
     ),
     (
         ["--sink=sqlite:?retension=1h"],

@@ -22,7 +22,12 @@ def call(method: str, url: str, body: Any = None) -> tuple[int, Any]:
     return reply.status, json.loads(reply.data or b"null")
 
 
-def install(base: str, flavour: str) -> None:
+def install(base: str, flavour: str, variant: str = "indices") -> None:
+    """Component templates plus one variant of the index template, as ``kube-events``.
+
+    ``indices`` matches ``kube-events-*`` (dated and rollover indices), ``data_stream`` the data
+    stream ``kube-events``. They are alternatives: setup installs the one its mode needs.
+    """
     folder = TEMPLATES / flavour
     for path in sorted(folder.glob("component-template-*.json")):
         name = path.stem.removeprefix("component-template-")
@@ -30,10 +35,10 @@ def install(base: str, flavour: str) -> None:
             "PUT", f"{base}/_component_template/{name}", json.loads(path.read_text())
         )
         assert status == 200, reply
-    for path in folder.glob("index-template-*.json"):
-        name = path.stem.removeprefix("index-template-")
-        status, reply = call("PUT", f"{base}/_index_template/{name}", json.loads(path.read_text()))
-        assert status == 200, reply
+    suffix = "-indices" if variant == "indices" else ""
+    body = json.loads((folder / f"index-template-kube-events{suffix}.json").read_text())
+    status, reply = call("PUT", f"{base}/_index_template/kube-events", body)
+    assert status == 200, reply
 
 
 EVENT = {
@@ -71,7 +76,9 @@ def test_templates_install_and_type_the_document(flavour, request):
     install(base, flavour)
     install(base, flavour)  # idempotent
     status, reply = call("GET", f"{base}/_index_template/kube-events")
-    assert status == 200 and reply["index_templates"][0]["index_template"]["priority"] == 200
+    assert (
+        status == 200 and reply["index_templates"][0]["index_template"]["priority"] == 211
+    )  # 200 + len("kube-events")
     index = f"kube-events-test-{uuid.uuid4().hex[:8]}-2026.11.20"
     document = normalize(EVENT, "ADDED", cluster="prod").document()
     # Label keys are de-dotted, so app and app.kubernetes.io/name never collide.
@@ -121,11 +128,22 @@ def test_policies_have_the_documented_shape():
     assert ilm["policy"]["phases"]["delete"]["min_age"] == "30d"
     ism = json.loads((TEMPLATES / "opensearch" / "ism-policy-kube-events.json").read_text())
     assert ism["policy"]["ism_template"][0]["index_patterns"] == [
-        "kube-events*",
+        "kube-events",
         ".ds-kube-events-*",
+        "kube-events-*",
     ]
     states = {state["name"]: state for state in ism["policy"]["states"]}
     assert states["hot"]["transitions"][0] == {
         "state_name": "delete",
         "conditions": {"min_index_age": "30d"},
     }
+
+
+@pytest.mark.parametrize("flavour", ["opensearch", "elasticsearch"])
+def test_files_are_the_sink_schema_rendered(flavour):
+    """index-templates/ is what `setup` installs: scripts/render-index-templates writes it."""
+    from shipper.sinks.elasticsearch import rendered_files
+
+    folder = TEMPLATES / flavour
+    on_disk = {path.name: json.loads(path.read_text()) for path in folder.glob("*.json")}
+    assert on_disk == rendered_files(flavour), "run scripts/render-index-templates"

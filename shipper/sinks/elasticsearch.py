@@ -1,0 +1,769 @@
+"""``elasticsearch:http(s)://HOST:9200?index=kube-events`` (and ``opensearch:``): bulk indexing.
+
+URI (kube-eventer's parameters are accepted as written)::
+
+    elasticsearch:https://es:9200?index=kube-events&esUserName=shipper&esUserSecret_file=/s/pw
+    elasticsearch:?nodes=http://es-0:9200&nodes=http://es-1:9200&mode=dated&apiKey=$ES_API_KEY
+    opensearch:https://search-x.eu-west-1.es.amazonaws.com?aws_region=eu-west-1   (SigV4)
+
+Where documents go (``mode``):
+
+- ``data_stream`` (the default wherever the server has data streams: Elasticsearch >= 7.9 with
+  its default distribution, OpenSearch >= 1.0): op ``create`` into the data stream ``index``;
+  the server rolls it over under the lifecycle policy.
+- ``dated``: op ``create`` into ``INDEX-YYYY.MM.DD`` by the event's ``@timestamp`` (UTC).
+- ``alias``: op ``create`` into the write index behind the alias ``index``; ``setup`` makes the
+  first index ``INDEX-000001`` and the policy rolls it over.
+
+Ids and count updates: every event *version* is one document, ``_id = <event uid>.<count>``.
+A count update (the same Event, count 3 -> 4) is a new document that supersedes the previous
+one; a replay of a version already written (restart, 410 re-list) hits the same ``_id`` and the
+server answers 409, which counts as shipped. So documents are append-only, which data streams
+require, and every ``create`` is idempotent. The shipped dashboards count events as the unique
+count of ``kubernetes.event.metadata.uid``, so an event updated ten times counts once, and
+``max(kubernetes.event.count)`` is its number of occurrences.
+
+Guarantee: each event version once per index. A replay that straddles a rollover (a crash
+between a write and the next checkpoint, then a rollover, then the restart) can leave a second
+copy in the newer backing index; unique counts on the uid still count it once. ``dated`` mode is
+exact (a version always maps to the same day).
+
+Errors: 429 and 5xx (whole request or any item), connection errors, 401/403 and read-only blocks
+are retried with backoff, forever; a document the mapping rejects (item status 400) goes to the
+dead-letter log and the rest of its batch is kept. The server is detected at start (``GET /``):
+Elasticsearch 7.x, 8.x, 9.x and OpenSearch 1.x, 2.x, 3.x are spoken to with plain JSON media
+types, which all of them accept, whatever version of the client library is installed.
+
+The schema (mapping, settings, lifecycle policies) is below: ``MAPPING`` et al. ``setup``
+installs it; ``index-templates/`` holds the same bodies rendered to files for curl users
+(``scripts/render-index-templates`` writes them; a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import orjson
+
+from shipper.event import Event
+from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.uri import Param, UsageError, choice, parse_bool, parse_duration, parse_list
+
+log = logging.getLogger(__name__)
+
+# -- the schema: one place, rendered into templates by setup and into index-templates/
+
+KEYWORD = {"type": "keyword"}
+DATE = {"type": "date"}
+
+
+def _obj(**properties: dict[str, Any]) -> dict[str, Any]:
+    return {"properties": properties}
+
+
+MAPPING: dict[str, Any] = {
+    "date_detection": False,
+    "dynamic_templates": [
+        {"labels": {"path_match": "kubernetes.labels.*", "mapping": {**KEYWORD, "ignore_above": 1024}}},
+        {"annotations": {"path_match": "kubernetes.annotations.*", "mapping": {**KEYWORD, "ignore_above": 1024}}},
+        {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {**KEYWORD, "ignore_above": 1024}}},
+    ],
+    "properties": {
+        "@timestamp": DATE,
+        "message": {"type": "text"},
+        "event": _obj(kind=KEYWORD, dataset=KEYWORD, module=KEYWORD, created=DATE, start=DATE, end=DATE),
+        "log": _obj(level=KEYWORD),
+        "orchestrator": _obj(type=KEYWORD, namespace=KEYWORD, cluster=_obj(name=KEYWORD)),
+        "kubernetes": _obj(
+            namespace=KEYWORD,
+            labels={"type": "object", "dynamic": True},
+            annotations={"type": "object", "dynamic": True},
+            event=_obj(
+                reason=KEYWORD, type=KEYWORD, action=KEYWORD,
+                reporting_controller=KEYWORD, reporting_instance=KEYWORD,
+                source=_obj(component=KEYWORD, host=KEYWORD),
+                count={"type": "long"},
+                timestamp=_obj(first_occurrence=DATE, last_occurrence=DATE),
+                metadata=_obj(name=KEYWORD, namespace=KEYWORD, uid=KEYWORD, resource_version=KEYWORD),
+                involved_object=_obj(
+                    kind=KEYWORD, name=KEYWORD, namespace=KEYWORD, uid=KEYWORD,
+                    api_version=KEYWORD, resource_version=KEYWORD, field_path=KEYWORD,
+                ),
+            ),
+        ),
+    },
+}  # fmt: skip
+
+SETTINGS: dict[str, Any] = {
+    "index": {"number_of_shards": 1, "refresh_interval": "5s", "codec": "best_compression"}
+}
+MANAGED = {"managed_by": "kube-event-shipper"}
+
+
+def priority(index: str) -> int:
+    """200 plus the name's length. Servers refuse two templates of equal priority whose patterns
+    overlap (``kube-events-*`` and ``kube-events-prod-*``, or a data stream ``kube-events-x``):
+    this way a longer, more specific name always wins, and equal lengths cannot overlap."""
+    return 200 + len(index)
+
+
+#: Elasticsearch ILM: roll over daily or at 50 GB a primary shard, delete after 30 days.
+ILM_POLICY: dict[str, Any] = {
+    "policy": {
+        "phases": {
+            "hot": {"actions": {"rollover": {"max_age": "1d", "max_primary_shard_size": "50gb"}}},
+            "delete": {"min_age": "30d", "actions": {"delete": {}}},
+        },
+        "_meta": MANAGED,
+    }
+}
+
+
+def ism_policy(patterns: list[str], index: str) -> dict[str, Any]:
+    """OpenSearch ISM: the same lifecycle; ``ism_template`` attaches it to new indices."""
+    return {
+        "policy": {
+            "description": "kube-event-shipper: roll over daily or at 50gb, delete after 30 days",
+            "default_state": "hot",
+            "states": [
+                {
+                    "name": "hot",
+                    "actions": [
+                        {"rollover": {"min_index_age": "1d", "min_primary_shard_size": "50gb"}}
+                    ],
+                    "transitions": [
+                        {"state_name": "delete", "conditions": {"min_index_age": "30d"}}
+                    ],
+                },
+                {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
+            ],
+            "ism_template": [{"index_patterns": patterns, "priority": priority(index)}],
+        }
+    }
+
+
+MODES = ("data_stream", "dated", "alias")
+
+
+def index_patterns(index: str, mode: str) -> list[str]:
+    """What the index template matches: the data stream itself, or the concrete indices."""
+    return [index] if mode == "data_stream" else [f"{index}-*"]
+
+
+@dataclass
+class Server:
+    """What ``GET /`` and a few probes said about the server."""
+
+    flavour: str  # "elasticsearch" or "opensearch"
+    version: str
+    major: int
+    data_streams: bool = False
+    lifecycle: str | None = None  # "ilm", "ism" or None (plugin absent)
+    ism_path: str = "_plugins/_ism"
+
+    @property
+    def name(self) -> str:
+        return f"{'OpenSearch' if self.flavour == 'opensearch' else 'Elasticsearch'} {self.version}"
+
+
+def render_setup(
+    flavour: str, index: str, mode: str, lifecycle: str | None
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The requests that install the schema: (method, path, body), in order, all idempotent."""
+    template_settings: dict[str, Any] = {}
+    if lifecycle == "ilm":
+        template_settings["index.lifecycle.name"] = index
+        if mode == "alias":
+            template_settings["index.lifecycle.rollover_alias"] = index
+    elif lifecycle == "ism" and mode == "alias":
+        template_settings["plugins.index_state_management.rollover_alias"] = index
+    requests: list[tuple[str, str, dict[str, Any]]] = []
+    if lifecycle == "ilm":
+        requests.append(("PUT", f"_ilm/policy/{index}", ILM_POLICY))
+    requests += [
+        ("PUT", f"_component_template/{index}-settings", component(settings=SETTINGS)),
+        ("PUT", f"_component_template/{index}-mappings", component(mappings=MAPPING)),
+        ("PUT", f"_index_template/{index}", index_template(index, mode, template_settings)),
+    ]
+    if lifecycle == "ism":
+        patterns = [index, f".ds-{index}-*"] if mode == "data_stream" else [f"{index}-*"]
+        requests.append(("PUT", f"_plugins/_ism/policies/{index}", ism_policy(patterns, index)))
+    return requests
+
+
+def component(**template: Any) -> dict[str, Any]:
+    return {"template": template, "_meta": MANAGED}
+
+
+def index_template(index: str, mode: str, settings: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "index_patterns": index_patterns(index, mode),
+        "priority": priority(index),
+        "composed_of": [f"{index}-settings", f"{index}-mappings"],
+        "_meta": {"description": "Kubernetes events shipped by kube-event-shipper", **MANAGED},
+    }
+    if settings:
+        body["template"] = {"settings": settings}
+    if mode == "data_stream":
+        body["data_stream"] = {}
+    return body
+
+
+# -- talking to the server: the official client's transport, plain JSON media types
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+
+
+class Http:
+    """One request shape over either official client: ``request() -> (status, body)``.
+
+    Requests go through the client's transport (node pool, retries on other nodes, sniffing,
+    TLS and auth as configured) but not through its API layer, which would send versioned media
+    types (``compatible-with=9``) that older servers refuse. Connection failures raise
+    TransientError; HTTP errors are returned as a status for the caller to judge.
+    """
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, content_type: str = JSON
+    ) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class ElasticsearchHttp(Http):
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, content_type: str = JSON
+    ) -> tuple[int, Any]:
+        from elastic_transport import TransportError
+
+        headers = {"accept": JSON}
+        if body is not None:
+            headers["content-type"] = content_type
+        try:
+            response = self.client.transport.perform_request(
+                method, "/" + path, headers=headers, body=body
+            )
+        except TransportError as exc:
+            raise TransientError(f"{method} /{path}: {exc}") from exc
+        return response.meta.status, response.body
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class OpenSearchHttp(Http):
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, content_type: str = JSON
+    ) -> tuple[int, Any]:
+        from opensearchpy.exceptions import ConnectionError as OsConnectionError
+        from opensearchpy.exceptions import SerializationError as OsSerializationError
+        from opensearchpy.exceptions import TransportError
+
+        headers = {"accept": JSON, "content-type": content_type}
+        try:
+            reply = self.client.transport.perform_request(
+                method, "/" + path, body=body, headers=headers
+            )
+        except OsConnectionError as exc:  # includes timeouts and TLS failures
+            raise TransientError(f"{method} /{path}: {exc.error}") from exc
+        except OsSerializationError as exc:
+            raise TransientError(f"{method} /{path}: unreadable reply ({exc})") from exc
+        except TransportError as exc:
+            status = exc.status_code if isinstance(exc.status_code, int) else 599
+            return status, exc.info
+        if method == "HEAD":  # opensearch-py answers HEAD with True or False
+            return (200 if reply else 404), None
+        return 200, reply
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def error_text(body: Any) -> str:
+    """The server's own words for a failed request or item, short."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            cause = (error.get("root_cause") or [{}])[0] if "root_cause" in error else {}
+            kind = error.get("type") or cause.get("type") or "error"
+            reason = error.get("reason") or cause.get("reason") or ""
+            return f"{kind}: {reason}"[:500] if reason else str(kind)
+        return str(error)[:500]
+    return str(body)[:500]
+
+
+def _nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def _node_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected a URL such as http://es:9200 or https://es.example:443")
+    return text
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("nodes", parse_list, [], "Server URLs (repeat or comma-separate); the URI's own URL counts as one.", repeat=True),
+    Param("index", str, "kube-events", "Data stream, alias, or prefix of the dated indices."),
+    Param("mode", choice("auto", *MODES), "auto", "Where documents go: auto (data_stream where the server has them, else dated), data_stream, dated, alias."),
+    Param("setup", parse_bool, True, "Install templates, policy and first index at start (idempotent; needs manage_index_templates, manage_ilm)."),
+    Param("esUserName", str, None, "Basic-auth user.", aliases=("username", "user")),
+    Param("esUserSecret", str, None, "Basic-auth password.", secret=True, aliases=("password",)),
+    Param("apiKey", str, None, "Elasticsearch API key (the base64 'id:key' form).", secret=True, aliases=("api_key",)),
+    Param("caFile", str, None, "CA bundle that signed the server's certificate.", aliases=("ca_file", "ca")),
+    Param("certFile", str, None, "Client certificate (mutual TLS).", aliases=("cert_file",)),
+    Param("keyFile", str, None, "Client key (mutual TLS).", aliases=("key_file",)),
+    Param("insecure", parse_bool, False, "Skip verifying the server's certificate."),
+    Param("pipeline", str, None, "Ingest pipeline for every document (must exist)."),
+    Param("deDot", parse_bool, True, "Replace dots in label and annotation keys with _ (app.kubernetes.io/name -> app_kubernetes_io/name)."),
+    Param("cluster_name", str, None, "orchestrator.cluster.name for this sink (default --cluster-name)."),
+    Param("bulkWorkers", _positive_int, 1, "Concurrent _bulk requests per batch."),
+    Param("maxRetries", _nonnegative_int, 3, "Quick retries of one request on another node; after them the batch is retried with backoff, forever."),
+    Param("healthCheck", parse_bool, True, "Wait for the cluster to be at least yellow at start."),
+    Param("startupHealthcheckTimeout", parse_duration, 10.0, "How long the start-up health check waits (e.g. 30s)."),
+    Param("sniff", parse_bool, False, "Discover the cluster's other nodes (not behind a load balancer)."),
+    Param("ver", choice("5", "6", "7", "8", "9", "1", "2", "3"), None, "Server major version (kube-eventer); detected anyway, a mismatch is logged."),
+    Param("timeout", parse_duration, 30.0, "Timeout of one request."),
+)  # fmt: skip
+
+
+class ElasticsearchSink(Sink):
+    scheme = "elasticsearch"
+    aliases = ("es",)
+    summary = "Elasticsearch 7.x-9.x (OpenSearch too): _bulk into a data stream, dated indices or an alias"
+    params = PARAMS
+    guarantee = (
+        "each event version once: _id <uid>.<count>, op create (409 = already there); count"
+        " updates are new documents, dashboards count unique uids. A replay across a rollover"
+        " may add a copy to the newer index"
+    )
+    default_batch_size = 1000
+    default_flush_interval = 1.0
+    #: The flavour this scheme expects; the server's own answer decides.
+    expects: ClassVar[str] = "elasticsearch"
+
+    http: Http | None = None
+    server: Server | None = None
+    mode: str = "data_stream"
+    _pool: ThreadPoolExecutor | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.nodes = self._nodes()
+        self.index = self.options["index"]
+        if (
+            not self.index
+            or self.index != self.index.lower()
+            or self.index.startswith(("-", "_", "+"))
+        ):
+            raise UsageError(
+                f"--sink {self.scheme}: parameter index={self.index!r}: expected a lowercase"
+                " name that does not start with -, _ or +"
+            )
+        for name in ("caFile", "certFile", "keyFile"):
+            path = self.options[name]
+            if path is not None and not os.access(path, os.R_OK):
+                raise UsageError(f"--sink {self.scheme}: parameter {name}={path!r}: cannot read it")
+        if self.options["apiKey"] and self.options["esUserName"]:
+            raise UsageError(
+                f"--sink {self.scheme}: give either apiKey or esUserName/esUserSecret, not both"
+            )
+        self._bulk_path = "_bulk?filter_path=errors,items.*.status,items.*.error"
+        if self.options["pipeline"]:
+            self._bulk_path += f"&pipeline={quote(self.options['pipeline'], safe='')}"
+        self._cluster = self.options["cluster_name"]
+        self._lock = threading.Lock()
+
+    def _nodes(self) -> list[str]:
+        rest = self.uri.rest
+        nodes = ([rest] if rest else []) + list(self.options["nodes"])
+        if not nodes:
+            raise UsageError(
+                f"--sink {self.scheme}: no server given; expected {self.scheme}:http://HOST:9200"
+                " or ?nodes=http://HOST:9200"
+            )
+        for node in nodes:
+            try:
+                _node_url(node)
+            except ValueError as exc:
+                raise UsageError(f"--sink {self.scheme}: server {node!r}: {exc}") from None
+        return nodes
+
+    # -- connecting
+
+    def make_http(self) -> Http:
+        """The official Elasticsearch client, configured from the parameters."""
+        from elasticsearch import Elasticsearch
+
+        hosts, basic = _split_userinfo(self.nodes)
+        kwargs: dict[str, Any] = dict(
+            hosts=hosts,
+            request_timeout=self.options["timeout"],
+            max_retries=self.options["maxRetries"],
+            retry_on_timeout=True,
+            retry_on_status=(),  # statuses are judged here; the pipeline backs off
+            meta_header=False,
+            **self._tls_kwargs(ca="ca_certs", cert="client_cert", key="client_key"),
+        )
+        user, password = self.options["esUserName"], self.options["esUserSecret"]
+        if user or basic:
+            kwargs["basic_auth"] = (user, password or "") if user else basic
+        if self.options["apiKey"]:
+            kwargs["api_key"] = self.options["apiKey"]
+        if self.options["sniff"]:
+            kwargs.update(
+                sniff_on_start=True, sniff_on_node_failure=True, min_delay_between_sniffing=60
+            )
+        return ElasticsearchHttp(Elasticsearch(**kwargs))
+
+    def _tls_kwargs(self, *, ca: str, cert: str, key: str) -> dict[str, Any]:
+        if not any(node.startswith("https:") for node in self.nodes):
+            return {}
+        kwargs: dict[str, Any] = {
+            "verify_certs": not self.options["insecure"],
+            "ssl_show_warn": False,
+        }
+        for option, name in (("caFile", ca), ("certFile", cert), ("keyFile", key)):
+            if self.options[option]:
+                kwargs[name] = self.options[option]
+        return kwargs
+
+    def open(self) -> None:
+        if self.http is None:
+            self.http = self.make_http()
+        self.server = self.detect()
+        if self.options["healthCheck"]:
+            self.check_health()
+        self.mode = self.resolve_mode()
+        if self.options["setup"]:
+            self.install()
+        self.check_target()
+        if self.options["bulkWorkers"] > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.options["bulkWorkers"], thread_name_prefix=f"{self.scheme}-bulk"
+            )
+        log.info(
+            "Sink %s: %s at %s, mode %s, index %s.",
+            self.scheme, self.server.name, ", ".join(_safe_hosts(self.nodes)), self.mode, self.index,
+        )  # fmt: skip
+
+    def call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = ()) -> Any:
+        """A JSON request that must succeed (2xx or a status in ``ok``)."""
+        assert self.http is not None
+        payload = orjson.dumps(body) if body is not None else None
+        status, reply = self.http.request(method, path, payload)
+        if 200 <= status < 300 or status in ok:
+            return reply
+        raise TransientError(f"{method} /{path}: HTTP {status} {error_text(reply)}")
+
+    def detect(self) -> Server:
+        assert self.http is not None
+        status, reply = self.http.request("GET", "")
+        if status in (401, 403):
+            raise TransientError(f"GET /: HTTP {status}: check esUserName/esUserSecret or apiKey")
+        if status != 200 or not isinstance(reply, dict) or "version" not in reply:
+            raise TransientError(
+                f"GET /: HTTP {status} {error_text(reply)}: is this Elasticsearch?"
+            )
+        version = reply["version"]
+        flavour = "opensearch" if version.get("distribution") == "opensearch" else "elasticsearch"
+        number = str(version.get("number", "0"))
+        server = Server(flavour=flavour, version=number, major=int(number.split(".")[0] or 0))
+        if server.flavour == "elasticsearch" and server.major < 7:
+            log.warning("Sink %s: %s is older than 7.x; trying anyway.", self.scheme, server.name)
+        wanted = self.options["ver"]
+        if wanted and int(wanted) != server.major:
+            log.warning(
+                "Sink %s: ver=%s given, but the server is %s; speaking to what it is.",
+                self.scheme,
+                wanted,
+                server.name,
+            )
+        if flavour != self.expects:
+            log.info("Sink %s: the server is %s; speaking its dialect.", self.scheme, server.name)
+        server.data_streams = self._probe(f"_data_stream/{self.index}") is not None
+        server.lifecycle = self._detect_lifecycle(server)
+        return server
+
+    def _probe(self, path: str) -> int | None:
+        """The status of GET ``path`` when the server knows the endpoint, None when it does not."""
+        assert self.http is not None
+        status, reply = self.http.request("GET", path)
+        if status in (200, 404) and not _no_handler(reply):
+            return status
+        return None
+
+    def _detect_lifecycle(self, server: Server) -> str | None:
+        if server.flavour == "elasticsearch":
+            return "ilm" if self._probe("_ilm/status") == 200 else None
+        if self._probe(f"_plugins/_ism/policies/{self.index}") is not None:
+            return "ism"
+        return None
+
+    def check_health(self) -> None:
+        timeout = max(1, round(self.options["startupHealthcheckTimeout"]))
+        reply = self.call(
+            "GET", f"_cluster/health?wait_for_status=yellow&timeout={timeout}s", ok=(408,)
+        )
+        if reply.get("status") not in ("green", "yellow"):
+            raise TransientError(
+                f"cluster health is {reply.get('status')!r} after {timeout} s, not yet yellow"
+            )
+
+    def resolve_mode(self) -> str:
+        assert self.server is not None
+        mode = self.options["mode"]
+        if mode == "auto":
+            return "data_stream" if self.server.data_streams else "dated"
+        if mode == "data_stream" and not self.server.data_streams:
+            raise TransientError(
+                f"mode=data_stream: {self.server.name} has no data streams here; use mode=dated or mode=alias"
+            )
+        return mode
+
+    def install(self) -> list[str]:
+        """Put templates and policy (and the first index behind an alias); return what was done."""
+        assert self.server is not None
+        done = []
+        for method, path, body in render_setup(
+            self.server.flavour, self.index, self.mode, self.server.lifecycle
+        ):
+            if path.startswith("_plugins/_ism/policies/"):
+                self._put_ism_policy(path, body)
+            else:
+                self.call(method, path, body)
+            done.append(f"{method} /{path}")
+        if self.mode == "alias" and self._bootstrap_alias():
+            done.append(f"PUT /{self.index}-000001 (write index of alias {self.index})")
+        return done
+
+    def _put_ism_policy(self, path: str, body: dict[str, Any]) -> None:
+        """ISM policies are versioned: an update needs the current seq_no and primary_term."""
+        assert self.http is not None
+        status, current = self.http.request("GET", path)
+        if status == 200:
+            if current.get("policy", {}).get("states") == body["policy"]["states"]:
+                return
+            path += f"?if_seq_no={current['_seq_no']}&if_primary_term={current['_primary_term']}"
+        self.call("PUT", path, body)
+
+    def _bootstrap_alias(self) -> bool:
+        assert self.http is not None
+        status, _ = self.http.request("HEAD", f"_alias/{self.index}")
+        if status == 200:
+            return False
+        first = {"aliases": {self.index: {"is_write_index": True}}}
+        self.call("PUT", f"{self.index}-000001", first, ok=(400,))  # 400: it exists already
+        return True
+
+    def check_target(self) -> None:
+        """Refuse to write where a mistake would be silent: a missing alias, a missing pipeline."""
+        assert self.http is not None
+        if self.mode == "alias":
+            status, _ = self.http.request("HEAD", f"_alias/{self.index}")
+            if status != 200:
+                raise TransientError(
+                    f"alias {self.index} does not exist; run setup or set setup=true"
+                )
+        if self.options["pipeline"]:
+            status, _ = self.http.request(
+                "GET", f"_ingest/pipeline/{quote(self.options['pipeline'], safe='')}"
+            )
+            if status != 200:
+                raise TransientError(f"ingest pipeline {self.options['pipeline']!r} does not exist")
+
+    # -- writing
+
+    def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
+        workers = self.options["bulkWorkers"]
+        if workers == 1 or len(events) < 2 * workers or self._pool is None:
+            return self._write_chunk(events, 0)
+        size = -(-len(events) // workers)
+        chunks = [(events[i : i + size], i) for i in range(0, len(events), size)]
+        rejected: list[Rejected] = []
+        for result in self._pool.map(lambda chunk: self._write_chunk(*chunk), chunks):
+            rejected.extend(result)
+        return rejected
+
+    def _write_chunk(self, events: Sequence[Event], offset: int) -> list[Rejected]:
+        assert self.http is not None
+        status, reply = self.http.request("POST", self._bulk_path, self.bulk_body(events), NDJSON)
+        if status == 413 and len(events) > 1:  # the request is too large: halve it
+            half = len(events) // 2
+            return self._write_chunk(events[:half], offset) + self._write_chunk(
+                events[half:], offset + half
+            )
+        if status != 200:
+            raise TransientError(f"_bulk: HTTP {status} {error_text(reply)}")
+        return self._judge_items(reply, len(events), offset)
+
+    def _judge_items(self, reply: Any, count: int, offset: int) -> list[Rejected]:
+        if not isinstance(reply, dict) or not reply.get("errors"):
+            return []
+        items = reply.get("items") or []
+        if len(items) != count:
+            raise TransientError(f"_bulk: {len(items)} results for {count} documents")
+        rejected: list[Rejected] = []
+        retry: list[str] = []
+        for position, item in enumerate(items):
+            result = next(iter(item.values()))
+            status = result.get("status", 0)
+            if status < 300 or status == 409:  # 409 on create: this version is there already
+                continue
+            reason = f"HTTP {status} {error_text(result)}"
+            if status == 400:  # the document itself: the mapping refuses it
+                rejected.append(Rejected(offset + position, reason))
+            else:  # 429, 5xx, 403 read-only block, 404 missing alias: try the batch again
+                retry.append(reason)
+        if retry:
+            # Creates are idempotent: re-sending the documents that landed only gets 409s.
+            raise TransientError(f"_bulk: {len(retry)} of {count} documents: {retry[0]}")
+        return rejected
+
+    def bulk_body(self, events: Sequence[Event]) -> bytes:
+        lines: list[bytes] = []
+        for event in events:
+            document = self.document(event)
+            action = {"create": {"_index": self.target(event), "_id": f"{event.uid}.{event.count}"}}
+            lines.append(orjson.dumps(action))
+            lines.append(orjson.dumps(document))
+        lines.append(b"")
+        return b"\n".join(lines)
+
+    def target(self, event: Event) -> str:
+        if self.mode == "dated":
+            ts = event.timestamp  # YYYY-MM-DDTHH:MM:SS...Z, UTC
+            return f"{self.index}-{ts[0:4]}.{ts[5:7]}.{ts[8:10]}"
+        return self.index
+
+    def document(self, event: Event) -> dict[str, Any]:
+        document = event.document()
+        if self._cluster:
+            document["orchestrator"]["cluster"] = {"name": self._cluster}
+        if self.options["deDot"]:
+            dedot(document)
+        return document
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        if self.http is not None:
+            self.http.close()
+            self.http = None
+
+    def describe(self) -> str:
+        return f"{self.scheme} {', '.join(_safe_hosts(self.nodes))} index={self.index}"
+
+
+def dedot(document: dict[str, Any]) -> None:
+    """Dots in label/annotation keys would become object paths, and app=x would then clash with
+    app.kubernetes.io/name=x. Metricbeat's answer: replace them with underscores."""
+    kubernetes = document.get("kubernetes", {})
+    for name in ("labels", "annotations"):
+        values = kubernetes.get(name)
+        if values:
+            kubernetes[name] = {key.replace(".", "_"): value for key, value in values.items()}
+
+
+def _no_handler(reply: Any) -> bool:
+    """True for the reply of a server that does not know the endpoint at all."""
+    text = reply if isinstance(reply, str) else orjson.dumps(reply).decode() if reply else ""
+    return "no handler found" in text
+
+
+def _split_userinfo(nodes: list[str]) -> tuple[list[str], tuple[str, str] | None]:
+    """``http://user:pass@es:9200`` -> (``http://es:9200``, (user, pass)); the client and our
+    logs then never see the password in a URL."""
+    hosts, basic = [], None
+    for node in nodes:
+        parts = urlsplit(node)
+        if parts.username is not None:
+            basic = (parts.username, parts.password or "")
+            netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+            node = parts._replace(netloc=netloc).geturl()
+        hosts.append(node)
+    return hosts, basic
+
+
+def _safe_hosts(nodes: list[str]) -> list[str]:
+    return _split_userinfo(nodes)[0]
+
+
+@dataclass
+class SetupReport:
+    """What ``kube-event-shipper setup`` did, for its output."""
+
+    server: str
+    mode: str
+    actions: list[str] = field(default_factory=list)
+
+
+def run_setup(sink: ElasticsearchSink, say: Callable[[str], None]) -> SetupReport:
+    """Connect, detect, install, verify: the ``setup`` subcommand."""
+    sink.http = sink.make_http()
+    try:
+        sink.server = sink.detect()
+        say(f"{sink.describe()}: {sink.server.name}")
+        sink.mode = sink.resolve_mode()
+        actions = sink.install()
+        for action in actions:
+            say(f"  {action}")
+        sink.check_target()
+        if sink.server.lifecycle is None:
+            say("  (no ILM/ISM on this server: lifecycle policy not installed)")
+        return SetupReport(sink.server.name, sink.mode, actions)
+    finally:
+        sink.close()
+
+
+def rendered_files(flavour: str) -> dict[str, Any]:
+    """The bodies of ``index-templates/<flavour>/`` (default index name, every mode)."""
+    index = "kube-events"
+    files: dict[str, Any] = {}
+    for mode, suffix in (("data_stream", ""), ("dated", "-indices")):
+        # Without the lifecycle setting, so that they install on any server; ``setup`` adds it.
+        for _, path, body in render_setup(flavour, index, mode, None):
+            kind, _, name = path.partition("/")
+            if kind == "_index_template":
+                files[f"index-template-{name}{suffix}.json"] = body
+            elif kind == "_component_template":
+                files[f"component-template-{name}.json"] = body
+    files[
+        "ilm-policy-kube-events.json"
+        if flavour == "elasticsearch"
+        else "ism-policy-kube-events.json"
+    ] = (
+        ILM_POLICY
+        if flavour == "elasticsearch"
+        else ism_policy([index, f".ds-{index}-*", f"{index}-*"], index)
+    )
+    return copy.deepcopy(files)
