@@ -75,6 +75,13 @@ def parse_positive_int(text: str) -> int:
     return value
 
 
+def parse_nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return value
+
+
 def parse_list(text: str) -> list[str]:
     """Comma-separated values; empty items are ignored."""
     return [item.strip() for item in text.split(",") if item.strip()]
@@ -103,6 +110,7 @@ _TYPE_NAMES: dict[Callable[..., Any], str] = {
     parse_bool: "bool",
     parse_duration: "duration",
     parse_positive_int: "int",
+    parse_nonnegative_int: "int",
     int: "int",
     parse_list: "list",
     parse_regex: "regex",

@@ -55,7 +55,16 @@ import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.uri import Param, UsageError, choice, parse_bool, parse_duration, parse_list
+from shipper.uri import (
+    Param,
+    UsageError,
+    choice,
+    parse_bool,
+    parse_duration,
+    parse_list,
+    parse_nonnegative_int,
+    parse_positive_int,
+)
 
 log = logging.getLogger(__name__)
 
@@ -309,20 +318,6 @@ def error_text(body: Any) -> str:
     return str(body)[:500]
 
 
-def _nonnegative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("expected a whole number, 0 or more")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("expected a whole number of at least 1")
-    return value
-
-
 def _node_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -345,8 +340,8 @@ PARAMS: tuple[Param, ...] = (
     Param("pipeline", str, None, "Ingest pipeline for every document (must exist)."),
     Param("deDot", parse_bool, True, "Replace dots in label and annotation keys with _ (app.kubernetes.io/name -> app_kubernetes_io/name)."),
     Param("cluster_name", str, None, "orchestrator.cluster.name for this sink (default --cluster-name)."),
-    Param("bulkWorkers", _positive_int, 1, "Concurrent _bulk requests per batch."),
-    Param("maxRetries", _nonnegative_int, 3, "Quick retries of one request on another node; after them the batch is retried with backoff, forever."),
+    Param("bulkWorkers", parse_positive_int, 1, "Concurrent _bulk requests per batch."),
+    Param("maxRetries", parse_nonnegative_int, 3, "Quick retries of one request on another node; after them the batch is retried with backoff, forever."),
     Param("healthCheck", parse_bool, True, "Wait for the cluster to be at least yellow at start."),
     Param("startupHealthcheckTimeout", parse_duration, 10.0, "How long the start-up health check waits (e.g. 30s)."),
     Param("sniff", parse_bool, False, "Discover the cluster's other nodes (not behind a load balancer)."),
