@@ -72,9 +72,21 @@ def opensearch_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def opensearch1_url() -> str:
+    """A real single-node OpenSearch 1.3 (embedded, from Maven Central jars)."""
+    return stack_up("opensearch1")["OPENSEARCH1_URL"]
+
+
+@pytest.fixture(scope="session")
 def elasticsearch_url() -> str:
     """A real single-node Elasticsearch 7.17 (embedded, from Maven Central jars)."""
     return stack_up("elasticsearch")["ELASTICSEARCH_URL"]
+
+
+@pytest.fixture(scope="session")
+def elasticsearch8_url() -> str:
+    """A real single-node Elasticsearch 8.19 (embedded, from Maven Central jars)."""
+    return stack_up("elasticsearch8")["ELASTICSEARCH8_URL"]
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,13 @@ import urllib3
 from shipper.event import normalize
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "index-templates"
+# Stack server (its fixture is `<server>_url`) -> the index-templates/ folder it installs.
+FLAVOUR = {
+    "opensearch": "opensearch",
+    "opensearch1": "opensearch",
+    "elasticsearch": "elasticsearch",
+    "elasticsearch8": "elasticsearch",
+}
 http = urllib3.PoolManager(timeout=30.0)
 
 
@@ -70,9 +77,10 @@ def leaf_types(properties: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("flavour", ["opensearch", "elasticsearch"])
-def test_templates_install_and_type_the_document(flavour, request):
-    base = request.getfixturevalue(f"{flavour}_url")
+@pytest.mark.parametrize("server", ["opensearch", "opensearch1", "elasticsearch", "elasticsearch8"])
+def test_templates_install_and_type_the_document(server, request):
+    base = request.getfixturevalue(f"{server}_url")
+    flavour = FLAVOUR[server]
     install(base, flavour)
     install(base, flavour)  # idempotent
     status, reply = call("GET", f"{base}/_index_template/kube-events")

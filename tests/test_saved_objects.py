@@ -30,12 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_index_templates import TEMPLATES, call, http, install, leaf_types
+from test_index_templates import FLAVOUR, TEMPLATES, call, http, install, leaf_types
 
 from shipper.event import normalize
 
 # Which saved-object set goes with which server in the test stack.
-SERVER_DASHBOARDS = {"opensearch": "opensearch-dashboards", "elasticsearch": "kibana"}
+SERVER_DASHBOARDS = {
+    "opensearch": "opensearch-dashboards",
+    "opensearch1": "opensearch-dashboards",
+    "elasticsearch": "kibana",
+    "elasticsearch8": "kibana",
+}
 DASHBOARDS = ["kibana", "opensearch-dashboards"]
 
 UID = "kubernetes.event.metadata.uid"
@@ -591,7 +596,7 @@ class Loaded:
 def loaded(request) -> Iterator[Loaded]:
     server = request.param
     base = request.getfixturevalue(f"{server}_url")
-    install(base, server)
+    install(base, FLAVOUR[server])
     index = f"kube-events-t{uuid.uuid4().hex[:10]}-2026.11.20"
     shipped = documents()
     lines = []

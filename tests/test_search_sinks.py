@@ -27,7 +27,9 @@ http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=30.0), retr
 #: fixture name -> (sink scheme, stack component)
 SERVERS = {
     "opensearch": ("opensearch", "opensearch"),
+    "opensearch1": ("opensearch", "opensearch1"),
     "elasticsearch": ("elasticsearch", "elasticsearch"),
+    "elasticsearch8": ("elasticsearch", "elasticsearch8"),
 }
 OUTAGE_SECONDS = float(os.environ.get("KES_OUTAGE_SECONDS", "60"))
 

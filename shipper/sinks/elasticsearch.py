@@ -41,10 +41,13 @@ installs it; ``index-templates/`` holds the same bodies rendered to files for cu
 
 from __future__ import annotations
 
+import base64
 import copy
 import logging
 import os
+import ssl
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -251,8 +254,10 @@ class Http:
 
 
 class ElasticsearchHttp(Http):
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    """``authorization`` is sent here: the client applies its own auth in its API layer only."""
+
+    def __init__(self, client: Any, authorization: str | None) -> None:
+        self.client, self.authorization = client, authorization
 
     def request(
         self, method: str, path: str, body: bytes | None = None, content_type: str = JSON
@@ -262,6 +267,8 @@ class ElasticsearchHttp(Http):
         headers = {"accept": JSON}
         if body is not None:
             headers["content-type"] = content_type
+        if self.authorization:
+            headers["authorization"] = self.authorization
         try:
             response = self.client.transport.perform_request(
                 method, "/" + path, headers=headers, body=body
@@ -308,13 +315,17 @@ class OpenSearchHttp(Http):
 def error_text(body: Any) -> str:
     """The server's own words for a failed request or item, short."""
     if isinstance(body, dict):
-        error = body.get("error", body)
+        error = body.get("error")
         if isinstance(error, dict):
-            cause = (error.get("root_cause") or [{}])[0] if "root_cause" in error else {}
+            cause = (error.get("root_cause") or [{}])[0]
             kind = error.get("type") or cause.get("type") or "error"
             reason = error.get("reason") or cause.get("reason") or ""
             return f"{kind}: {reason}"[:500] if reason else str(kind)
-        return str(error)[:500]
+        if error is not None:
+            return str(error)[:500]
+        if "message" in body:  # Amazon's gateways: {"message": "..."}
+            return str(body["message"])[:500]
+        return orjson.dumps(body).decode()[:500]
     return str(body)[:500]
 
 
@@ -426,30 +437,42 @@ class ElasticsearchSink(Sink):
             retry_on_timeout=True,
             retry_on_status=(),  # statuses are judged here; the pipeline backs off
             meta_header=False,
-            **self._tls_kwargs(ca="ca_certs", cert="client_cert", key="client_key"),
         )
-        user, password = self.options["esUserName"], self.options["esUserSecret"]
-        if user or basic:
-            kwargs["basic_auth"] = (user, password or "") if user else basic
-        if self.options["apiKey"]:
-            kwargs["api_key"] = self.options["apiKey"]
+        tls = self._tls_kwargs()
+        if tls:  # elastic-transport also applies its own verify flag over the context
+            kwargs.update(tls, verify_certs=not self.options["insecure"], ssl_show_warn=False)
         if self.options["sniff"]:
             kwargs.update(
                 sniff_on_start=True, sniff_on_node_failure=True, min_delay_between_sniffing=60
             )
-        return ElasticsearchHttp(Elasticsearch(**kwargs))
+        return ElasticsearchHttp(Elasticsearch(**kwargs), self._authorization(basic))
 
-    def _tls_kwargs(self, *, ca: str, cert: str, key: str) -> dict[str, Any]:
+    def _authorization(self, basic: tuple[str, str] | None) -> str | None:
+        if self.options["apiKey"]:
+            return f"ApiKey {self.options['apiKey']}"
+        user, password = self.options["esUserName"], self.options["esUserSecret"]
+        if user:
+            basic = (user, password or "")
+        if basic is None:
+            return None
+        return "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+
+    def _tls_kwargs(self) -> dict[str, Any]:
+        """An SSLContext of our own: the clients drop the client certificate when verification
+        is off, and each spells CA and certificate options differently."""
         if not any(node.startswith("https:") for node in self.nodes):
             return {}
-        kwargs: dict[str, Any] = {
-            "verify_certs": not self.options["insecure"],
-            "ssl_show_warn": False,
-        }
-        for option, name in (("caFile", ca), ("certFile", cert), ("keyFile", key)):
-            if self.options[option]:
-                kwargs[name] = self.options[option]
-        return kwargs
+        context = ssl.create_default_context(cafile=self.options["caFile"])
+        if self.options["insecure"]:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+            log.warning(
+                "Sink %s: insecure=true, the server's certificate is not verified.", self.scheme
+            )
+        if self.options["certFile"]:
+            context.load_cert_chain(self.options["certFile"], self.options["keyFile"])
+        return {"ssl_context": context}
 
     def open(self) -> None:
         if self.http is None:
@@ -483,7 +506,10 @@ class ElasticsearchSink(Sink):
         assert self.http is not None
         status, reply = self.http.request("GET", "")
         if status in (401, 403):
-            raise TransientError(f"GET /: HTTP {status}: check esUserName/esUserSecret or apiKey")
+            raise TransientError(
+                f"GET /: HTTP {status} {error_text(reply)}: check the credentials"
+                " (esUserName/esUserSecret, apiKey, client certificate or AWS)"
+            )
         if status != 200 or not isinstance(reply, dict) or "version" not in reply:
             raise TransientError(
                 f"GET /: HTTP {status} {error_text(reply)}: is this Elasticsearch?"

@@ -64,14 +64,16 @@ class OpenSearchSink(ElasticsearchSink):
             max_retries=self.options["maxRetries"],
             retry_on_timeout=True,
             retry_on_status=(),
-            **self._tls_kwargs(ca="ca_certs", cert="client_cert", key="client_key"),
         )
         user, password = self.options["esUserName"], self.options["esUserSecret"]
         if user or basic:
             kwargs["http_auth"] = (user, password or "") if user else basic
-        if self._signer is not None:
+        if self._signer is not None:  # signing needs the requests transport, not an SSLContext
             kwargs["http_auth"] = self._signer
             kwargs["connection_class"] = RequestsHttpConnection
+            kwargs.update(self._requests_tls_kwargs())
+        else:
+            kwargs.update(self._tls_kwargs())
         if self.options["sniff"]:
             kwargs.update(sniff_on_start=True, sniff_on_connection_fail=True, sniffer_timeout=60)
         return OpenSearchHttp(OpenSearch(**kwargs))
@@ -94,3 +96,16 @@ class OpenSearchSink(ElasticsearchSink):
         return RequestsAWSV4SignerAuth(
             credentials, self.options["aws_region"], self.options["aws_service"]
         )
+
+    def _requests_tls_kwargs(self) -> dict[str, Any]:
+        if not any(node.startswith("https:") for node in self.nodes):
+            return {}
+        kwargs: dict[str, Any] = {
+            "verify_certs": not self.options["insecure"],
+            "ssl_show_warn": False,
+        }
+        if self.options["caFile"]:
+            kwargs["ca_certs"] = self.options["caFile"]
+        if self.options["certFile"]:
+            kwargs.update(client_cert=self.options["certFile"], client_key=self.options["keyFile"])
+        return kwargs
