@@ -338,3 +338,15 @@ def test_bad_uris_are_usage_errors(uri, expected):
     assert done.returncode == 2, done.stderr
     assert expected in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sniff_writes_through_the_nodes_the_cluster_lists(server, run, kube_api, namespace):
+    shipper = run(server.sink(sniff="true")).start()
+    made = core_event(kube_api, namespace, obj="sniffed")
+    wait_for(
+        lambda: ids(documents(server.url, f"{server.index}*")) == [version_id(made)],
+        what="the document",
+    )
+    port = server.url.rsplit(":", 1)[1]
+    assert f"sniffed 1 node(s): http://127.0.0.1:{port}." in shipper.stderr()
+    assert shipper.stop() == 0

@@ -238,7 +238,7 @@ NDJSON = "application/x-ndjson"
 class Http:
     """One request shape over either official client: ``request() -> (status, body)``.
 
-    Requests go through the client's transport (node pool, retries on other nodes, sniffing,
+    Requests go through the client's transport (node pool, retries on other nodes,
     TLS and auth as configured) but not through its API layer, which would send versioned media
     types (``compatible-with=9``) that older servers refuse. Connection failures raise
     TransientError; HTTP errors are returned as a status for the caller to judge.
@@ -425,11 +425,11 @@ class ElasticsearchSink(Sink):
 
     # -- connecting
 
-    def make_http(self) -> Http:
+    def make_http(self, nodes: list[str] | None = None) -> Http:
         """The official Elasticsearch client, configured from the parameters."""
         from elasticsearch import Elasticsearch
 
-        hosts, basic = _split_userinfo(self.nodes)
+        hosts, basic = _split_userinfo(nodes or self.nodes)
         kwargs: dict[str, Any] = dict(
             hosts=hosts,
             request_timeout=self.options["timeout"],
@@ -441,10 +441,6 @@ class ElasticsearchSink(Sink):
         tls = self._tls_kwargs()
         if tls:  # elastic-transport also applies its own verify flag over the context
             kwargs.update(tls, verify_certs=not self.options["insecure"], ssl_show_warn=False)
-        if self.options["sniff"]:
-            kwargs.update(
-                sniff_on_start=True, sniff_on_node_failure=True, min_delay_between_sniffing=60
-            )
         return ElasticsearchHttp(Elasticsearch(**kwargs), self._authorization(basic))
 
     def _authorization(self, basic: tuple[str, str] | None) -> str | None:
@@ -477,6 +473,8 @@ class ElasticsearchSink(Sink):
     def open(self) -> None:
         if self.http is None:
             self.http = self.make_http()
+        if self.options["sniff"]:
+            self.sniff()
         self.server = self.detect()
         if self.options["healthCheck"]:
             self.check_health()
@@ -492,6 +490,34 @@ class ElasticsearchSink(Sink):
             "Sink %s: %s at %s, mode %s, index %s.",
             self.scheme, self.server.name, ", ".join(_safe_hosts(self.nodes)), self.mode, self.index,
         )  # fmt: skip
+
+    def sniff(self) -> None:
+        """Use every node with HTTP that the cluster lists. Done here rather than by the clients'
+        sniffers, which send neither our credentials' header nor a media type every server
+        version accepts."""
+        assert self.http is not None
+        reply = self.call("GET", "_nodes/_all/http")
+        scheme = urlsplit(self.nodes[0]).scheme
+        found = []
+        for info in (reply.get("nodes") or {}).values():
+            address = (info.get("http") or {}).get("publish_address") or ""
+            if "/" in address:  # "name/1.2.3.4:9200": the name, the port
+                name, _, ip_port = address.partition("/")
+                address = f"{name}:{ip_port.rpartition(':')[2]}"
+            if ":" in address:
+                found.append(f"{scheme}://{address}")
+        if not found:
+            log.warning("Sink %s: sniffing found no HTTP nodes; using the given ones.", self.scheme)
+            return
+        log.info("Sink %s: sniffed %d node(s): %s.", self.scheme, len(found), ", ".join(found))
+        userinfo = urlsplit(self.nodes[0])
+        if userinfo.username is not None:  # credentials given in the URL go to every node
+            found = [
+                f"{scheme}://{userinfo.netloc.rpartition('@')[0]}@{u.split('://', 1)[1]}"
+                for u in found
+            ]
+        self.http.close()
+        self.http = self.make_http(found)
 
     def call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = ()) -> Any:
         """A JSON request that must succeed (2xx or a status in ``ok``)."""

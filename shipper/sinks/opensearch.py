@@ -54,10 +54,10 @@ class OpenSearchSink(ElasticsearchSink):
             )
         self._signer = self._sigv4() if self.options["aws_region"] else None
 
-    def make_http(self) -> Http:
+    def make_http(self, nodes: list[str] | None = None) -> Http:
         from opensearchpy import OpenSearch, RequestsHttpConnection
 
-        hosts, basic = _split_userinfo(self.nodes)
+        hosts, basic = _split_userinfo(nodes or self.nodes)
         kwargs: dict[str, Any] = dict(
             hosts=hosts,
             timeout=self.options["timeout"],
@@ -74,8 +74,6 @@ class OpenSearchSink(ElasticsearchSink):
             kwargs.update(self._requests_tls_kwargs())
         else:
             kwargs.update(self._tls_kwargs())
-        if self.options["sniff"]:
-            kwargs.update(sniff_on_start=True, sniff_on_connection_fail=True, sniffer_timeout=60)
         return OpenSearchHttp(OpenSearch(**kwargs))
 
     def _sigv4(self) -> Any:
