@@ -25,6 +25,7 @@ from shipper.checkpoint import (
 )
 from shipper.event import Event
 from shipper.health import HealthServer
+from shipper.leader import LeaderElector
 from shipper.metrics import Metrics
 from shipper.pipeline import PIPELINE_PARAMS, DeadLetters, SinkSettings, SinkWorker
 from shipper.sinks import REGISTRY, sink_class
@@ -77,6 +78,13 @@ class Settings:
     checkpoint: str = "file"
     """file: checkpoint.db in the state directory; configmap:[NAMESPACE/]NAME: a ConfigMap
     (pods without a volume); none: keep nothing (every start ships everything retained)."""
+    leader_elect: bool = False
+    """Run as one of several replicas: only the holder of the Lease ships (shipper/leader.py)."""
+    leader_lease: str = "kube-event-shipper"
+    """[NAMESPACE/]NAME of the Lease; the namespace defaults to the pod's."""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
 
 def build_sink(text: str, ctx: SinkContext) -> tuple[Sink, SinkSettings]:
@@ -117,24 +125,62 @@ class Shipper:
         self.source_settings = SourceSettings.from_uri(settings.source)
         sinks = build_sinks(settings.sinks, ctx)
         self.api_client = api_client or build_api_client(self.source_settings)
-        self.ledger = Ledger(self._checkpoint_store(), source=self._source_identity())
-        if settings.start == "all":
-            self.ledger.reset()
         dead_letters = DeadLetters(settings.state_dir)
         self.workers = [SinkWorker(s, cfg, self.metrics, dead_letters) for s, cfg in sinks]
+        self.elector = self._leader_elector() if settings.leader_elect else None
+        self.ledger: Ledger | None = None
+        self.source: KubernetesSource | None = None
+        if self.elector is None:
+            self.metrics.leader.set(1)
+            self._load_checkpoint()
+        else:
+            self._checkpoint_store()  # its errors are usage errors: find them now
+        self.stopping = threading.Event()
+        self.health: HealthServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._failed: str | None = None
+        self._grace_override: float | None = None
+
+    def _load_checkpoint(self) -> None:
+        """The ledger (read from the checkpoint) and the source that feeds it. A standby does
+        this only when it becomes the leader: the checkpoint is the last leader's by then."""
+        self.ledger = Ledger(self._checkpoint_store(), source=self._source_identity())
+        if self.settings.start == "all":
+            self.ledger.reset()
         self.source = KubernetesSource(
             self.source_settings,
             self.api_client,
             self.ledger,
             self.dispatch,
             self.metrics,
-            cluster=settings.cluster,
-            start=settings.start,
+            cluster=self.settings.cluster,
+            start=self.settings.start,
         )
-        self.stopping = threading.Event()
-        self.health: HealthServer | None = None
-        self._threads: list[threading.Thread] = []
-        self._failed: str | None = None
+
+    def _leader_elector(self) -> LeaderElector:
+        kind = self.settings.checkpoint.partition(":")[0]
+        if kind != "configmap":
+            raise UsageError(
+                "--leader-elect: replicas must share the checkpoint; add"
+                " --checkpoint=configmap:[NAMESPACE/]NAME"
+            )
+        namespace, _, name = self.settings.leader_lease.rpartition("/")
+        if not name:
+            raise UsageError("--leader-elect-lease: expected [NAMESPACE/]NAME")
+        try:
+            return LeaderElector(
+                self.api_client,
+                namespace or pod_namespace(),
+                name,
+                lease_duration=self.settings.lease_duration,
+                renew_deadline=self.settings.renew_deadline,
+                retry_period=self.settings.retry_period,
+            )
+        except ValueError as exc:
+            raise UsageError(
+                f"--leader-elect-retry-period < --leader-elect-renew-deadline <"
+                f" --leader-elect-lease-duration: {exc}"
+            ) from None
 
     def _source_identity(self) -> str:
         return f"{self.api_client.configuration.host} {self.source_settings.api}"
@@ -158,6 +204,7 @@ class Shipper:
     # -- the hot path: one call per event read from the API server
 
     def dispatch(self, stream: str, event: Event, position: str | None) -> bool:
+        assert self.ledger is not None and self.source is not None
         if self.ledger.handled(event.uid, event.resource_version):
             self.metrics.duplicates_skipped.inc()
             if position is not None:
@@ -179,14 +226,52 @@ class Shipper:
     def alive(self) -> bool:
         return self._failed is None
 
+    def ready(self) -> bool:
+        """Every watch established; a standby is ready too (it is doing its job: waiting)."""
+        if self.elector is not None and not self.elector.is_leader:
+            return not self.stopping.is_set()
+        return self.source is not None and self.source.ready
+
     def run(self) -> int:
+        self._start_health()
+        if self.elector is not None and not self._become_leader():
+            self._stop_health()
+            return 0
         self._start()
         try:
             while not self.stopping.wait(0.5):
                 self._check_threads()
         finally:
             self._shutdown()
+            if self.elector is not None:
+                self.elector.release()
+                self.metrics.leader.set(0)
+            self._stop_health()
         return 1 if self._failed else 0
+
+    def _become_leader(self) -> bool:
+        assert self.elector is not None
+        log.info("Waiting for %s.", self.elector.describe())
+        if not self.elector.acquire(self.stopping):
+            log.info("Stopped while standing by.")
+            return False
+        self.metrics.leader.set(1)
+        self._load_checkpoint()
+        self._spawn("leader-lease", self.elector.keep, self.stopping, self._lost_leadership)
+        return True
+
+    def _lost_leadership(self) -> None:
+        # Another replica may take the Lease once it expires: stop shipping now, without
+        # draining, so two never ship at once. Unsent events stay unacknowledged.
+        log.error(
+            "Could not renew %s for %.0f s: no longer the leader; stopping.",
+            self.elector.describe() if self.elector else "the Lease",
+            self.settings.renew_deadline,
+        )
+        self.metrics.leader.set(0)
+        self._failed = "leader-lease"
+        self._grace_override = 0.0
+        self.stopping.set()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -199,7 +284,26 @@ class Shipper:
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
 
+    def _start_health(self) -> None:
+        if self.settings.listen is None:
+            return
+        self.health = HealthServer(
+            self.settings.listen, self.metrics.registry, alive=self.alive, ready=self.ready
+        )
+        self.health.start()
+        log.info(
+            "Serving /healthz, /readyz and /metrics on %s:%d.",
+            self.settings.listen[0],
+            self.health.port,
+        )
+
+    def _stop_health(self) -> None:
+        if self.health is not None:
+            self.health.stop()
+            self.health = None
+
     def _start(self) -> None:
+        assert self.ledger is not None and self.source is not None
         store = self.ledger.store.describe()
         log.info(
             "Shipping %s to %s (checkpoint: %s, start: %s).",
@@ -212,19 +316,6 @@ class Shipper:
         )
         for worker in self.workers:
             worker.start()
-        if self.settings.listen is not None:
-            self.health = HealthServer(
-                self.settings.listen,
-                self.metrics.registry,
-                alive=self.alive,
-                ready=lambda: self.source.ready,
-            )
-            self.health.start()
-            log.info(
-                "Serving /healthz, /readyz and /metrics on %s:%d.",
-                self.settings.listen[0],
-                self.health.port,
-            )
         for stream in self.source.streams:
             self._spawn(f"watch-{stream or 'all'}", self.source.run_stream, stream)
         self._spawn("checkpoint", self._save_checkpoints)
@@ -247,6 +338,7 @@ class Shipper:
             self._flush_checkpoint()
 
     def _flush_checkpoint(self) -> None:
+        assert self.ledger is not None
         try:
             self.ledger.flush()
         except Exception as exc:
@@ -256,7 +348,9 @@ class Shipper:
         self.metrics.inflight.set(self.ledger.inflight())
 
     def _shutdown(self) -> None:
-        deadline = time.monotonic() + self.settings.grace_period
+        assert self.source is not None
+        grace = self.settings.grace_period if self._grace_override is None else self._grace_override
+        deadline = time.monotonic() + grace
         self.source.stop()
         for thread in self._threads:
             if thread.name.startswith("watch-"):
@@ -276,6 +370,4 @@ class Shipper:
             worker.abandon()
             worker.thread.join(timeout=5)
         self._flush_checkpoint()
-        if self.health is not None:
-            self.health.stop()
         log.info("Stopped.")

@@ -134,6 +134,34 @@ def run_parser() -> argparse.ArgumentParser:
         " configmap:[NAMESPACE/]NAME (for pods without a volume; needs get/create/update on"
         " that ConfigMap), none",
     )
+    election = parser.add_argument_group(
+        "leader election",
+        "Run several replicas; only the holder of a coordination.k8s.io Lease ships, a standby"
+        " takes over (from the shared ConfigMap checkpoint) within about lease duration + retry"
+        " period of the leader's death, or one retry period after a graceful stop.",
+    )
+    election.add_argument(
+        "--leader-elect", action="store_true", help="take part in leader election"
+    )
+    election.add_argument(
+        "--leader-elect-lease",
+        default="kube-event-shipper",
+        metavar="[NAMESPACE/]NAME",
+        help="the Lease (default: kube-event-shipper in the pod's namespace); needs get,"
+        " create, update on it",
+    )
+    election.add_argument(
+        "--leader-elect-lease-duration", type=_duration, default=15.0, metavar="DURATION",
+        help="how long a standby waits after the last renewal it saw (default: 15s)",
+    )  # fmt: skip
+    election.add_argument(
+        "--leader-elect-renew-deadline", type=_duration, default=10.0, metavar="DURATION",
+        help="the leader stops when it could not renew for this long (default: 10s)",
+    )  # fmt: skip
+    election.add_argument(
+        "--leader-elect-retry-period", type=_duration, default=2.0, metavar="DURATION",
+        help="how often to try to take or renew the Lease (default: 2s)",
+    )  # fmt: skip
     parser.add_argument(
         "--checkpoint-interval",
         type=_duration,
@@ -217,6 +245,11 @@ def _run(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         checkpoint_interval=args.checkpoint_interval,
         checkpoint=args.checkpoint,
+        leader_elect=args.leader_elect,
+        leader_lease=args.leader_elect_lease,
+        lease_duration=args.leader_elect_lease_duration,
+        renew_deadline=args.leader_elect_renew_deadline,
+        retry_period=args.leader_elect_retry_period,
     )
     try:
         shipper = Shipper(settings)

@@ -91,6 +91,11 @@ class Metrics:
             "Events read but not yet handled by every sink.",
             registry=r,
         )
+        self.leader = Gauge(
+            "kube_event_shipper_leader",
+            "1 while this replica holds the Lease and ships (always 1 without --leader-elect).",
+            registry=r,
+        )
         self.checkpoint_failures = Counter(
             "kube_event_shipper_checkpoint_save_failures",
             "Failed checkpoint saves (retried on the next flush).",
