@@ -2,9 +2,12 @@
 
 ``level=Warning`` passes Warnings only; ``level=Normal`` passes both (kube-eventer's meaning: a
 threshold, not an equality). ``namespaces`` and ``kinds`` are lists of exact names, ``reason`` is
-an unanchored regular expression. The involved object's namespace is what ``namespaces`` looks at;
+an unanchored regular expression. The exclusions ``exclude_namespaces``, ``exclude_kinds`` and
+``exclude_reasons`` (regex) drop what they match, and ``min_count`` passes an event once it has
+happened that often. The involved object's namespace is what the namespace filters look at;
 cluster-scoped objects (Nodes, PersistentVolumes) have none, so a ``namespaces`` filter keeps them
-out: give Node events a sink of their own with ``kinds=Node``.
+out (give Node events a sink of their own with ``kinds=Node``) and ``exclude_namespaces`` never
+drops them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from shipper.event import Event
-from shipper.uri import Param, choice, parse_list, parse_regex
+from shipper.uri import Param, choice, parse_list, parse_positive_int, parse_regex
 
 LEVEL_RANK = {"Normal": 0, "Warning": 1}
 
@@ -29,6 +32,21 @@ FILTER_PARAMS: tuple[Param, ...] = (
     ),
     Param("kinds", parse_list, [], "Only events about these kinds (Pod, Node, ...).", repeat=True),
     Param("reason", parse_regex, None, "Only events whose reason matches this regex."),
+    Param(
+        "exclude_namespaces",
+        parse_list,
+        [],
+        "Drop events about objects in these namespaces.",
+        repeat=True,
+    ),
+    Param("exclude_kinds", parse_list, [], "Drop events about these kinds.", repeat=True),
+    Param(
+        "exclude_reasons",
+        parse_regex,
+        None,
+        "Drop events whose reason matches this regex, e.g. ^(Pulled|Created|Started)$.",
+    ),
+    Param("min_count", parse_positive_int, None, "Only events that happened this often (count)."),
 )
 
 
@@ -38,6 +56,10 @@ class EventFilter:
     namespaces: frozenset[str] = frozenset()
     kinds: frozenset[str] = frozenset()
     reason: re.Pattern[str] | None = None
+    exclude_namespaces: frozenset[str] = frozenset()
+    exclude_kinds: frozenset[str] = frozenset()
+    exclude_reasons: re.Pattern[str] | None = None
+    min_count: int | None = None
 
     @classmethod
     def from_options(cls, options: dict, default_level: str | None = None) -> EventFilter:
@@ -46,6 +68,10 @@ class EventFilter:
             namespaces=frozenset(options.get("namespaces") or ()),
             kinds=frozenset(options.get("kinds") or ()),
             reason=options.get("reason"),
+            exclude_namespaces=frozenset(options.get("exclude_namespaces") or ()),
+            exclude_kinds=frozenset(options.get("exclude_kinds") or ()),
+            exclude_reasons=options.get("exclude_reasons"),
+            min_count=options.get("min_count"),
         )
 
     def accepts(self, event: Event) -> bool:
@@ -55,7 +81,15 @@ class EventFilter:
             return False
         if self.kinds and (event.object_kind or "") not in self.kinds:
             return False
-        return not (self.reason is not None and not self.reason.search(event.reason))
+        if self.reason is not None and not self.reason.search(event.reason):
+            return False
+        if self.exclude_namespaces and event.object_namespace in self.exclude_namespaces:
+            return False
+        if self.exclude_kinds and (event.object_kind or "") in self.exclude_kinds:
+            return False
+        if self.exclude_reasons is not None and self.exclude_reasons.search(event.reason):
+            return False
+        return self.min_count is None or event.count >= self.min_count
 
     def describe(self) -> str:
         parts = []
@@ -67,4 +101,12 @@ class EventFilter:
             parts.append("kinds=" + ",".join(sorted(self.kinds)))
         if self.reason is not None:
             parts.append(f"reason~{self.reason.pattern}")
+        if self.exclude_namespaces:
+            parts.append("namespaces!=" + ",".join(sorted(self.exclude_namespaces)))
+        if self.exclude_kinds:
+            parts.append("kinds!=" + ",".join(sorted(self.exclude_kinds)))
+        if self.exclude_reasons is not None:
+            parts.append(f"reason!~{self.exclude_reasons.pattern}")
+        if self.min_count is not None:
+            parts.append(f"count>={self.min_count}")
         return " ".join(parts) or "all events"

@@ -221,3 +221,63 @@ def test_bad_sink_uris(uri, message):
 
     with pytest.raises(UsageError, match=message):
         build_sink(uri, SinkContext("", None))
+
+
+def filter_event(ns: str | None, kind: str, reason: str, count: int = 1, type_: str = "Warning"):
+    involved = {"kind": kind, "name": "x"} | ({"namespace": ns} if ns else {})
+    obj = {
+        "metadata": {"uid": "u", "resourceVersion": "1", "name": "e", "namespace": ns or "default"},
+        "involvedObject": involved,
+        "reason": reason,
+        "message": "m",
+        "type": type_,
+        "count": count,
+    }
+    return normalize(obj, "ADDED")
+
+
+@pytest.mark.parametrize(
+    ("query", "event", "passes"),
+    [
+        ("exclude_namespaces=kube-system", filter_event("kube-system", "Pod", "BackOff"), False),
+        ("exclude_namespaces=kube-system", filter_event("shop", "Pod", "BackOff"), True),
+        ("exclude_namespaces=kube-system", filter_event(None, "Node", "NodeNotReady"), True),
+        ("namespaces=shop", filter_event(None, "Node", "NodeNotReady"), False),
+        ("exclude_kinds=Node,Lease", filter_event(None, "Node", "NodeNotReady"), False),
+        ("exclude_kinds=Node,Lease", filter_event("shop", "Pod", "BackOff"), True),
+        ("exclude_reasons=^(Pulled|Created)$", filter_event("shop", "Pod", "Pulled"), False),
+        ("exclude_reasons=^(Pulled|Created)$", filter_event("shop", "Pod", "PulledAgain"), True),
+        ("min_count=3", filter_event("shop", "Pod", "BackOff", count=2), False),
+        ("min_count=3", filter_event("shop", "Pod", "BackOff", count=3), True),
+        (
+            "level=Warning&exclude_reasons=Unhealthy",
+            filter_event("shop", "Pod", "Unhealthy"),
+            False,
+        ),
+        (
+            "level=Warning&exclude_reasons=Unhealthy",
+            filter_event("shop", "Pod", "BackOff", type_="Normal"),
+            False,
+        ),
+        ("reason=Back&exclude_reasons=BackOffPull", filter_event("shop", "Pod", "BackOff"), True),
+        (
+            "reason=Back&exclude_reasons=BackOffPull",
+            filter_event("shop", "Pod", "BackOffPull"),
+            False,
+        ),
+    ],
+)
+def test_filters_and_exclusions(query, event, passes):
+    _, cfg = build_sink(f"log?{query}", SinkContext("", None))
+    assert cfg.filter.accepts(event) is passes, cfg.filter.describe()
+
+
+def test_bad_exclusion_regex_is_a_usage_error():
+    from shipper.uri import UsageError
+
+    with pytest.raises(
+        UsageError, match=r"parameter exclude_reasons='\(Pulled': expected a regular"
+    ):
+        build_sink("log?exclude_reasons=(Pulled", SinkContext("", None))
+    with pytest.raises(UsageError, match="parameter min_count='0': expected a whole number"):
+        build_sink("log?min_count=0", SinkContext("", None))

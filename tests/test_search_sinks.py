@@ -46,6 +46,8 @@ def documents(base: str, target: str) -> list[dict[str, Any]]:
     status, reply = call("GET", f"{base}/{target}/_search?size=1000&seq_no_primary_term=false")
     if status == 404:
         return []
+    if status == 503 and reply["error"]["type"] == "search_phase_execution_exception":
+        return []  # a just-created index (or data stream) whose primary has not started yet
     assert status == 200, reply
     return reply["hits"]["hits"]
 
