@@ -13,8 +13,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from shipper.checkpoint import (
     CheckpointStore,
@@ -23,6 +24,8 @@ from shipper.checkpoint import (
     MemoryStore,
     SqliteStore,
 )
+from shipper.config import Config, Where, receiver_uri
+from shipper.config import load as load_config
 from shipper.event import Event
 from shipper.health import HealthServer
 from shipper.leader import LeaderElector
@@ -34,6 +37,14 @@ from shipper.source.kubernetes import KubernetesSource, SourceSettings, build_ap
 from shipper.uri import Uri, UsageError, resolve_params, unknown_scheme_message
 
 log = logging.getLogger(__name__)
+
+
+class _Routable(Protocol):
+    name: str
+    settings: SinkSettings
+
+
+W = TypeVar("W", bound=_Routable)
 
 DEFAULT_SINK = "sqlite:"
 
@@ -78,6 +89,8 @@ class Settings:
     checkpoint: str = "file"
     """file: checkpoint.db in the state directory; configmap:[NAMESPACE/]NAME: a ConfigMap
     (pods without a volume); none: keep nothing (every start ships everything retained)."""
+    config: str | None = None
+    """A kubernetes-event-exporter config file (routes and receivers), see shipper/config.py."""
     leader_elect: bool = False
     """Run as one of several replicas: only the holder of the Lease ships (shipper/leader.py)."""
     leader_lease: str = "kube-event-shipper"
@@ -89,21 +102,56 @@ class Settings:
 
 def build_sink(text: str, ctx: SinkContext) -> tuple[Sink, SinkSettings]:
     """Parse and validate one ``--sink`` URI; UsageError if anything is wrong with it."""
-    uri = Uri.parse(text, what="--sink")
+    return build_sink_from(Uri.parse(text, what="--sink"), ctx, where="--sink")
+
+
+def build_sink_from(uri: Uri, ctx: SinkContext, *, where: str) -> tuple[Sink, SinkSettings]:
+    """A sink from a parsed URI (``--sink``) or a config file's receiver (``where`` says which,
+    for error messages)."""
     try:
         cls = sink_class(uri.scheme)
     except KeyError:
-        raise UsageError(unknown_scheme_message(uri.scheme, REGISTRY, "--sink")) from None
-    where = f"--sink {uri.scheme}"
+        raise UsageError(unknown_scheme_message(uri.scheme, REGISTRY, where)) from None
+    where = f"{where} {uri.scheme}"
     options, leftover = resolve_params(
         (*cls.params, *PIPELINE_PARAMS), uri.query, where=where, passthrough=cls.passthrough
     )
-    sink = cls(uri, options, leftover, ctx)
+    try:
+        sink = cls(uri, options, leftover, ctx)
+    except UsageError as exc:  # sinks word their errors for --sink; say where it really was
+        text = str(exc)
+        if not where.startswith("--sink "):
+            text = text.replace(f"--sink {uri.scheme}", where, 1)
+        raise UsageError(text) from None
     return sink, SinkSettings.from_options(cls, options)
 
 
-def build_sinks(texts: list[str], ctx: SinkContext) -> list[tuple[Sink, SinkSettings]]:
-    built = [build_sink(text, ctx) for text in texts or [DEFAULT_SINK]]
+def build_receivers(config: Config, ctx: SinkContext) -> list[tuple[Sink, SinkSettings]]:
+    """The sinks behind the receivers a config file's route sends to."""
+    where = Where(config.path)
+    built = []
+    for name in config.used_receivers:
+        receiver = config.receivers[name]
+        scheme, rest, pairs = receiver_uri(receiver, where)
+        uri = Uri(scheme, rest, pairs)
+        built.append(
+            build_sink_from(
+                uri, ctx, where=f"--config {config.path}:{receiver.line} receiver {name}:"
+            )
+        )
+    return built
+
+
+def build_sinks(
+    texts: list[str], ctx: SinkContext, config: Config | None = None
+) -> list[tuple[Sink, SinkSettings]]:
+    """Every sink: the ``--sink`` URIs, then the config file's receivers; with neither, the
+    embedded store."""
+    built = [build_sink(text, ctx) for text in texts]
+    if config is not None:
+        built += build_receivers(config, ctx)
+    if not built:
+        built = [build_sink(DEFAULT_SINK, ctx)]
     seen: set[str] = set()
     for _, settings in built:
         if settings.name in seen:
@@ -114,6 +162,26 @@ def build_sinks(texts: list[str], ctx: SinkContext) -> list[tuple[Sink, SinkSett
     return built
 
 
+class Router(Generic[W]):
+    """Which sinks get an event: a ``--sink`` by its own filter; a config file's receiver when
+    the file's route sends the event there (and its own filter, if any, passes it)."""
+
+    def __init__(self, sinks: Sequence[W], config: Config | None) -> None:
+        receivers = set(config.used_receivers) if config else set()
+        self.config = config
+        self.by_filter = [s for s in sinks if s.name not in receivers]
+        self.by_route = {s.name: s for s in sinks if s.name in receivers}
+
+    def targets(self, event: Event) -> list[W]:
+        chosen = [s for s in self.by_filter if s.settings.filter.accepts(event)]
+        if self.config is not None:
+            for name in self.config.receivers_for(event):
+                sink = self.by_route[name]
+                if sink.settings.filter.accepts(event):
+                    chosen.append(sink)
+        return chosen
+
+
 class Shipper:
     """The daemon: ``Shipper(settings).run()`` blocks until stopped, returns an exit code."""
 
@@ -122,11 +190,16 @@ class Shipper:
         self.metrics = Metrics()
         ctx = SinkContext(cluster=settings.cluster, state_dir=settings.state_dir)
         # Everything that can be wrong with the input is found here, before anything starts.
+        self.config = load_config(settings.config) if settings.config else None
+        if self.config is not None:
+            self._apply_config(self.config)
+            ctx = SinkContext(cluster=settings.cluster, state_dir=settings.state_dir)
         self.source_settings = SourceSettings.from_uri(settings.source)
-        sinks = build_sinks(settings.sinks, ctx)
+        sinks = build_sinks(settings.sinks, ctx, self.config)
         self.api_client = api_client or build_api_client(self.source_settings)
         dead_letters = DeadLetters(settings.state_dir)
         self.workers = [SinkWorker(s, cfg, self.metrics, dead_letters) for s, cfg in sinks]
+        self.router = Router(self.workers, self.config)
         self.elector = self._leader_elector() if settings.leader_elect else None
         self.ledger: Ledger | None = None
         self.source: KubernetesSource | None = None
@@ -140,6 +213,26 @@ class Shipper:
         self._threads: list[threading.Thread] = []
         self._failed: str | None = None
         self._grace_override: float | None = None
+
+    def _apply_config(self, config: Config) -> None:
+        """The config file's top-level settings, where the command line left the default."""
+        settings = self.settings
+        if config.cluster_name and not settings.cluster:
+            settings.cluster = config.cluster_name
+        if config.namespace and "namespaces=" not in settings.source:
+            glue = "&" if "?" in settings.source else "?"
+            settings.source = f"{settings.source}{glue}namespaces={config.namespace}"
+        if config.leader_election and not settings.leader_elect:
+            settings.leader_elect = True
+            name = config.leader_election_id or "kube-event-shipper"
+            settings.leader_lease = name
+            if settings.checkpoint == "file":
+                settings.checkpoint = f"configmap:{name}-checkpoint"
+                log.info(
+                    "leaderElection in %s: checkpoint in ConfigMap %s-checkpoint.",
+                    config.path,
+                    name,
+                )
 
     def _load_checkpoint(self) -> None:
         """The ledger (read from the checkpoint) and the source that feeds it. A standby does
@@ -210,7 +303,7 @@ class Shipper:
             if position is not None:
                 self.ledger.mark(stream, position)
             return False
-        targets = [w for w in self.workers if w.settings.filter.accepts(event)]
+        targets = self.router.targets(event)
         ticket = self.ledger.begin(
             stream, event.uid, event.resource_version, position, len(targets)
         )

@@ -19,7 +19,7 @@ from shipper import __version__
 from shipper.uri import UsageError, parse_duration
 
 PROG = "kube-event-shipper"
-COMMANDS = ("run", "query", "sinks", "setup")
+COMMANDS = ("run", "query", "sinks", "setup", "check")
 
 EXAMPLES = """\
 examples:
@@ -36,6 +36,7 @@ commands:
   query    read events from the embedded sqlite store
   sinks    list every sink scheme with its parameters
   setup    install index templates and lifecycle policy: setup elasticsearch:http://es:9200
+  check    validate --sink URIs and a --config file, print the routing, dry-run events
 
 Every sink also takes: name, batch_size, flush_interval, queue_size, overflow, max_backoff,
 level, namespaces, kinds, reason. Secrets: any secret parameter p may be given as p_file=/path;
@@ -83,6 +84,13 @@ def run_parser() -> argparse.ArgumentParser:
         metavar="URI",
         help="kubernetes:[MASTER][?inClusterConfig=&insecure=&auth=KUBECONFIG&namespaces=a,b]"
         " (default: kubernetes: = in-cluster config in a pod, else $KUBECONFIG or ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("KES_CONFIG") or None,
+        metavar="FILE",
+        help="a kubernetes-event-exporter config.yaml (route, receivers, clusterName, ...);"
+        " combines with --sink. Check it with 'kube-event-shipper check --config FILE'.",
     )
     parser.add_argument(
         "--sink",
@@ -177,9 +185,15 @@ def _add_logging(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
-        default=os.environ.get("KES_LOG_LEVEL", "info"),
+        default=os.environ.get("KES_LOG_LEVEL"),
+        help="default: info, or the config file's logLevel",
     )
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="default: text, or the config file's logFormat",
+    )
 
 
 def query_parser() -> argparse.ArgumentParser:
@@ -221,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list_sinks()
         if command == "setup":
             return _setup(setup_parser().parse_args(args))
+        if command == "check":
+            return _check(check_parser().parse_args(args))
         return _run(run_parser().parse_args(args))
     except BrokenPipeError:  # `query | head`: the reader is done, so are we
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -234,8 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from shipper.app import Settings, Shipper
 
-    _setup_logging(args.log_level, args.log_format)
+    level, fmt = _log_settings(args)
+    _setup_logging(level, fmt)
     settings = Settings(
+        config=args.config,
         source=args.source,
         sinks=args.sink,
         state_dir=args.state_dir or None,
@@ -258,6 +276,102 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     shipper.install_signal_handlers()
     return shipper.run()
+
+
+_THEIR_LEVELS = {
+    "trace": "debug", "debug": "debug", "info": "info", "warn": "warning",
+    "warning": "warning", "error": "error", "fatal": "error", "panic": "error",
+}  # fmt: skip
+
+
+def _log_settings(args: argparse.Namespace) -> tuple[str, str]:
+    """--log-level/--log-format, else the config file's logLevel/logFormat, else info/text."""
+    level, fmt = args.log_level, args.log_format
+    if args.config and (level is None or fmt is None):
+        from shipper.config import load
+
+        config = load(args.config)
+        level = level or _THEIR_LEVELS.get(str(config.log_level or "").lower())
+        fmt = fmt or ("json" if str(config.log_format or "").lower() == "json" else None)
+    return level or "info", fmt or "text"
+
+
+def check_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"{PROG} check",
+        description="Validate --sink URIs and a --config file without connecting to anything;"
+        " print every sink and the routing tree; with --events, show which sink each event"
+        " would go to. Exit 2 on any error, with the file and line.",
+        epilog="example:\n"
+        f"  {PROG} check --config config.yaml --sink=sqlite: \\\n"
+        "      --events <(kubectl get events -A -o json)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", default=os.environ.get("KES_CONFIG") or None)
+    parser.add_argument("--sink", action="append", default=[], metavar="URI")
+    parser.add_argument(
+        "--events",
+        metavar="FILE",
+        help="recorded events: JSON lines of Event objects, or a List (kubectl get events -o json)",
+    )
+    return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    from shipper.app import Router, build_sinks
+    from shipper.config import load
+    from shipper.sinks.base import SinkContext
+
+    _setup_logging("warning", "text")
+    config = load(args.config) if args.config else None
+    ctx = SinkContext(cluster=(config.cluster_name if config else "") or "", state_dir=None)
+    built = build_sinks(args.sink, ctx, config)
+    routed = set(config.used_receivers) if config else set()
+    print("sinks:")
+    for sink, settings in built:
+        how = f"receiver of {config.path}" if config and settings.name in routed else "--sink"
+        filters = settings.filter.describe()
+        print(f"  {settings.name}: {sink.describe()}  [{how}; filter: {filters}]")
+    if config is not None:
+        print(f"route ({config.path}):")
+        for line in config.route.tree("  ") or ["  (empty: nothing is routed)"]:
+            print(line)
+    if args.events:
+        router = Router([_Checked(s.name, s) for _, s in built], config)
+        for event in _recorded_events(args.events):
+            names = [c.name for c in router.targets(event)]
+            targets = ", ".join(names) or "(none)"
+            print(f"{event.type:<8} {event.reason:<24} {event.describe()} -> {targets}")
+    print("OK")
+    return 0
+
+
+class _Checked:
+    def __init__(self, name: str, settings: Any) -> None:
+        self.name, self.settings = name, settings
+
+
+def _recorded_events(path: str) -> list[Any]:
+    from shipper.event import normalize
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise UsageError(f"--events {path}: cannot read it: {exc.strerror}") from None
+    import orjson
+
+    try:
+        whole = orjson.loads(data)
+        objects = whole.get("items", []) if isinstance(whole, dict) else whole
+    except orjson.JSONDecodeError:
+        try:
+            objects = [orjson.loads(line) for line in data.splitlines() if line.strip()]
+        except orjson.JSONDecodeError as exc:
+            raise UsageError(
+                f"--events {path}: neither a JSON document nor JSON lines: {exc}"
+            ) from None
+    return [normalize(obj, "LISTED") for obj in objects if isinstance(obj, dict)]
 
 
 def _query(args: argparse.Namespace) -> int:

@@ -85,6 +85,9 @@ class Event:
     seen_at: str
     watch_type: str  # ADDED, MODIFIED, or LISTED (found by a list, not a watch)
     cluster: str = ""
+    #: The involved object's labels and annotations, when enrichment looked them up.
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -137,6 +140,10 @@ class Event:
             }
         )
         kubernetes: dict[str, Any] = {"event": kube_event}
+        if self.labels:
+            kubernetes["labels"] = dict(self.labels)
+        if self.annotations:
+            kubernetes["annotations"] = dict(self.annotations)
         orchestrator: dict[str, Any] = {"type": "kubernetes"}
         if self.cluster:
             orchestrator["cluster"] = {"name": self.cluster}

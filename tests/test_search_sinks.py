@@ -352,3 +352,14 @@ def test_sniff_writes_through_the_nodes_the_cluster_lists(server, run, kube_api,
     port = server.url.rsplit(":", 1)[1]
     assert f"sniffed 1 node(s): http://127.0.0.1:{port}." in shipper.stderr()
     assert shipper.stop() == 0
+
+
+def test_index_format_names_indices_like_kubernetes_event_exporter(
+    server, run, kube_api, namespace
+):
+    day = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    made = core_event(kube_api, namespace, obj="fmt", at=day)
+    shipper = run(server.sink(index_format=f"{server.index}-{{2006-01-02}}")).start()
+    target = f"{server.index}-2026-11-21"
+    wait_for(lambda: ids(documents(server.url, target)) == [version_id(made)], what=target)
+    assert shipper.stop() == 0

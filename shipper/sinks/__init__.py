@@ -14,6 +14,7 @@ REGISTRY: dict[str, str] = {
     "log": "shipper.sinks.log:LogSink",
     "stdout": "shipper.sinks.log:LogSink",
     "sqlite": "shipper.sinks.sqlite:SqliteSink",
+    "file": "shipper.sinks.file:FileSink",
     "elasticsearch": "shipper.sinks.elasticsearch:ElasticsearchSink",
     "es": "shipper.sinks.elasticsearch:ElasticsearchSink",
     "opensearch": "shipper.sinks.opensearch:OpenSearchSink",

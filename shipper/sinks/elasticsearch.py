@@ -340,6 +340,7 @@ PARAMS: tuple[Param, ...] = (
     Param("nodes", parse_list, [], "Server URLs (repeat or comma-separate); the URI's own URL counts as one.", repeat=True),
     Param("index", str, "kube-events", "Data stream, alias, or prefix of the dated indices."),
     Param("mode", choice("auto", *MODES), "auto", "Where documents go: auto (data_stream where the server has them, else dated), data_stream, dated, alias."),
+    Param("index_format", str, None, "Dated index names as kubernetes-event-exporter's indexFormat, e.g. kube-events-{2006-01-02} (Go layout in braces); implies mode=dated.", aliases=("indexFormat",)),
     Param("setup", parse_bool, True, "Install templates, policy and first index at start (idempotent; needs manage_index_templates, manage_ilm)."),
     Param("esUserName", str, None, "Basic-auth user.", aliases=("username", "user")),
     Param("esUserSecret", str, None, "Basic-auth password.", secret=True, aliases=("password",)),
@@ -406,6 +407,7 @@ class ElasticsearchSink(Sink):
         if self.options["pipeline"]:
             self._bulk_path += f"&pipeline={quote(self.options['pipeline'], safe='')}"
         self._cluster = self.options["cluster_name"]
+        self._dated = _dated_format(self.options["index_format"], self.index, self.scheme)
         self._lock = threading.Lock()
 
     def _nodes(self) -> list[str]:
@@ -588,6 +590,8 @@ class ElasticsearchSink(Sink):
     def resolve_mode(self) -> str:
         assert self.server is not None
         mode = self.options["mode"]
+        if self.options["index_format"]:
+            return "dated"
         if mode == "auto":
             return "data_stream" if self.server.data_streams else "dated"
         if mode == "data_stream" and not self.server.data_streams:
@@ -708,7 +712,7 @@ class ElasticsearchSink(Sink):
     def target(self, event: Event) -> str:
         if self.mode == "dated":
             ts = event.timestamp  # YYYY-MM-DDTHH:MM:SS...Z, UTC
-            return f"{self.index}-{ts[0:4]}.{ts[5:7]}.{ts[8:10]}"
+            return self._dated.format(Y=ts[0:4], m=ts[5:7], d=ts[8:10], H=ts[11:13])
         return self.index
 
     def document(self, event: Event) -> dict[str, Any]:
@@ -729,6 +733,23 @@ class ElasticsearchSink(Sink):
 
     def describe(self) -> str:
         return f"{self.scheme} {', '.join(_safe_hosts(self.nodes))} index={self.index}"
+
+
+def _dated_format(layout: str | None, index: str, scheme: str) -> str:
+    """A str.format pattern for dated index names: ``INDEX-{Y}.{m}.{d}`` by default, or the
+    Go layout of ``index_format`` (``kube-events-{2006-01-02}``: Go's reference time)."""
+    if not layout:
+        return index.replace("{", "{{").replace("}", "}}") + "-{Y}.{m}.{d}"
+    head, brace, rest = layout.partition("{")
+    go, close, tail = rest.partition("}")
+    if not brace or not close or "2006" not in go:
+        raise UsageError(
+            f"--sink {scheme}: parameter index_format={layout!r}: expected a name with a Go date"
+            " layout in braces, such as kube-events-{2006-01-02}"
+        )
+    for token, field_ in (("2006", "{Y}"), ("01", "{m}"), ("02", "{d}"), ("15", "{H}")):
+        go = go.replace(token, field_)
+    return head + go + tail
 
 
 def dedot(document: dict[str, Any]) -> None:

@@ -1,0 +1,465 @@
+"""``--config=config.yaml``: a kubernetes-event-exporter config file, as its users wrote it.
+
+Route semantics are theirs (pkg/exporter/route.go): in a route, any matching ``drop`` rule ends
+the route and its subtree; every matching ``match`` rule with a ``receiver`` sends the event
+there; the child ``routes`` run only if every ``match`` rule matched. Within a rule the fields
+AND; several rules OR. Values are unanchored regular expressions over the event's fields:
+``message, apiVersion, kind, namespace, reason, type, component, host`` plus ``labels`` /
+``annotations`` (the involved object's) and ``minCount``.
+
+Where theirs fails silently, this one says so at start-up, with the file and line:
+
+- a value that is no valid regex but plainly a glob (their README's ``namespace: "*test*"``) is
+  read as the glob its author meant, with a warning; any other invalid regex is an error;
+- an unknown key, an unknown receiver, or a receiver type we do not ship is an error;
+- an event goes to a receiver once even if several rules send it there (theirs sends it once per
+  rule);
+- ``maxEventAgeSeconds`` is accepted and not applied: the checkpoint already prevents replays on
+  restart, and dropping late events is how theirs lost events under API throttling;
+- ``component`` matches ``source.component``, or ``reportingController`` for events from the newer
+  recorder, which leaves ``source`` empty (theirs sees an empty string there).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from shipper.event import Event
+from shipper.uri import UsageError
+
+log = logging.getLogger(__name__)
+
+RULE_FIELDS = {
+    # their field -> how to read it from our Event
+    "message": lambda e: e.message,
+    "apiVersion": lambda e: e.object_api_version or "",
+    "kind": lambda e: e.object_kind or "",
+    "namespace": lambda e: e.namespace,  # the Event object's namespace, as theirs
+    "reason": lambda e: e.reason,
+    "type": lambda e: e.type,
+    "component": lambda e: e.source_component or e.reporting_controller or "",
+    "host": lambda e: e.source_host or "",
+}
+RULE_KEYS = {*RULE_FIELDS, "labels", "annotations", "minCount", "receiver"}
+ROUTE_KEYS = {"drop", "match", "routes"}
+TOP_KEYS = {
+    "route", "receivers", "clusterName", "logLevel", "logFormat", "maxEventAgeSeconds",
+    "leaderElection", "kubeQPS", "kubeBurst", "namespace", "throttlePeriod",
+}  # fmt: skip
+
+
+# -- YAML with line numbers
+
+
+class _Map(dict):  # type: ignore[type-arg]
+    """A mapping that remembers the line of each key (1-based)."""
+
+    line: int = 0
+    lines: dict[str, int]
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    result = _Map()
+    result.line, result.lines = node.start_mark.line + 1, {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+class ConfigError(UsageError):
+    pass
+
+
+@dataclass
+class Where:
+    path: str
+
+    def error(self, line: int, message: str) -> ConfigError:
+        return ConfigError(f"--config {self.path}:{line}: {message}")
+
+    def warn(self, line: int, message: str) -> None:
+        log.warning("--config %s:%d: %s", self.path, line, message)
+
+
+# -- rules and routes
+
+
+@dataclass
+class Rule:
+    fields: dict[str, re.Pattern[str] | _Glob] = field(default_factory=dict)
+    labels: dict[str, re.Pattern[str] | _Glob] = field(default_factory=dict)
+    annotations: dict[str, re.Pattern[str] | _Glob] = field(default_factory=dict)
+    min_count: int | None = None
+    receiver: str | None = None
+    line: int = 0
+
+    def matches(self, event: Event) -> bool:
+        for name, pattern in self.fields.items():
+            if not pattern.search(RULE_FIELDS[name](event)):
+                return False
+        for wanted, have in ((self.labels, event.labels), (self.annotations, event.annotations)):
+            for key, pattern in wanted.items():
+                value = (have or {}).get(key)
+                if value is None or not pattern.search(value):
+                    return False
+        return self.min_count is None or event.count >= self.min_count
+
+    def describe(self) -> str:
+        parts = [f"{k}~{p.pattern}" for k, p in self.fields.items()]
+        parts += [f"labels.{k}~{p.pattern}" for k, p in self.labels.items()]
+        parts += [f"annotations.{k}~{p.pattern}" for k, p in self.annotations.items()]
+        if self.min_count is not None:
+            parts.append(f"count>={self.min_count}")
+        return " ".join(parts) or "every event"
+
+
+@dataclass
+class Route:
+    drop: list[Rule] = field(default_factory=list)
+    match: list[Rule] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+
+    def receivers(self, event: Event, found: list[str]) -> None:
+        """Append, in order, every receiver this route sends ``event`` to."""
+        if any(rule.matches(event) for rule in self.drop):
+            return
+        matches_all = True
+        for rule in self.match:
+            if rule.matches(event):
+                if rule.receiver and rule.receiver not in found:
+                    found.append(rule.receiver)
+            else:
+                matches_all = False
+        if matches_all:
+            for child in self.routes:
+                child.receivers(event, found)
+
+    def all_rules(self) -> Iterable[Rule]:
+        yield from self.drop
+        yield from self.match
+        for child in self.routes:
+            yield from child.all_rules()
+
+    def tree(self, indent: str = "") -> list[str]:
+        """The route as readable lines, for ``kube-event-shipper check``."""
+        lines = []
+        for rule in self.drop:
+            lines.append(f"{indent}drop if {rule.describe()}")
+        for rule in self.match:
+            target = f" -> {rule.receiver}" if rule.receiver else ""
+            lines.append(f"{indent}match {rule.describe()}{target}")
+        for number, child in enumerate(self.routes, 1):
+            condition = "if every match above matched" if self.match else "always"
+            lines.append(f"{indent}route {number} ({condition}):")
+            lines.extend(child.tree(indent + "  "))
+        return lines
+
+
+class _Glob:
+    """A value that was meant as a glob (``*test*``): matches like one, shows as one."""
+
+    def __init__(self, text: str) -> None:
+        self.pattern = f"glob:{text}"
+        self._regex = re.compile(fnmatch.translate(text))
+
+    def search(self, value: str) -> re.Match[str] | None:
+        return self._regex.match(value)
+
+
+def _pattern(value: Any, where: Where, line: int, name: str) -> re.Pattern[str] | _Glob:
+    text = str(value)
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        if any(c in text for c in "*?") and not re.search(r"[()\\[\]{}|^$+]", text):
+            where.warn(
+                line,
+                f"{name}: {text!r} is not a regular expression; read as the glob it looks like",
+            )
+            return _Glob(text)
+        raise where.error(
+            line, f"{name}: {text!r} is not a valid regular expression ({exc})"
+        ) from None
+
+
+def _rule(raw: Any, where: Where, line: int) -> Rule:
+    if not isinstance(raw, dict):
+        raise where.error(line, f"a rule must be a mapping of fields, not {type(raw).__name__}")
+    rule = Rule(line=getattr(raw, "line", line))
+    for key, value in raw.items():
+        at = getattr(raw, "lines", {}).get(key, line)
+        if key not in RULE_KEYS:
+            raise where.error(
+                at, f"unknown rule field {key!r} (known: {', '.join(sorted(RULE_KEYS))})"
+            )
+        if key in RULE_FIELDS:
+            if value not in (None, ""):
+                rule.fields[key] = _pattern(value, where, at, key)
+        elif key in ("labels", "annotations"):
+            if not isinstance(value, dict):
+                raise where.error(at, f"{key}: expected a mapping of key: regex")
+            getattr(rule, key).update(
+                {str(k): _pattern(v, where, at, f"{key}.{k}") for k, v in value.items()}
+            )
+        elif key == "minCount":
+            if not isinstance(value, int) or value < 0:
+                raise where.error(at, f"minCount: expected a whole number, got {value!r}")
+            rule.min_count = value
+        elif key == "receiver":
+            rule.receiver = str(value) if value else None
+    return rule
+
+
+def _route(raw: Any, where: Where, line: int) -> Route:
+    if raw is None:
+        return Route()
+    if not isinstance(raw, dict):
+        raise where.error(line, "route: expected a mapping with drop, match and routes")
+    route = Route()
+    for key, value in raw.items():
+        at = raw.lines.get(key, line)
+        if key not in ROUTE_KEYS:
+            raise where.error(at, f"unknown route key {key!r} (known: drop, match, routes)")
+        if not isinstance(value, list):
+            raise where.error(at, f"{key}: expected a list")
+        if key == "routes":
+            route.routes = [_route(child, where, getattr(child, "line", at)) for child in value]
+        else:
+            setattr(route, key, [_rule(rule, where, getattr(rule, "line", at)) for rule in value])
+    return route
+
+
+# -- the file
+
+
+@dataclass
+class Receiver:
+    name: str
+    kind: str  # their receiver type: stdout, elasticsearch, kafka, webhook, ...
+    options: dict[str, Any]
+    line: int
+
+
+@dataclass
+class Config:
+    path: str
+    route: Route
+    receivers: dict[str, Receiver]
+    cluster_name: str | None = None
+    log_level: str | None = None
+    log_format: str | None = None
+    namespace: str | None = None
+    leader_election: bool = False
+    leader_election_id: str | None = None
+    used_receivers: list[str] = field(default_factory=list)
+
+    def receivers_for(self, event: Event) -> list[str]:
+        found: list[str] = []
+        self.route.receivers(event, found)
+        return found
+
+    def uses_labels(self) -> bool:
+        return any(rule.labels or rule.annotations for rule in self.route.all_rules())
+
+
+def load(path: str) -> Config:
+    where = Where(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.load(handle, Loader=_Loader)
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        raise where.error(line, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise where.error(1, "expected a mapping with route and receivers")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise where.error(
+                raw.lines[key], f"unknown key {key!r} (known: {', '.join(sorted(TOP_KEYS))})"
+            )
+    receivers = _receivers(raw.get("receivers") or [], where, raw.lines.get("receivers", 1))
+    route = _route(raw.get("route"), where, raw.lines.get("route", 1))
+    used: list[str] = []
+    for rule in route.all_rules():
+        if rule.receiver is None:
+            continue
+        if rule.receiver not in receivers:
+            known = ", ".join(receivers) or "none"
+            raise where.error(
+                rule.line, f"receiver {rule.receiver!r} is not defined (receivers: {known})"
+            )
+        if rule.receiver not in used:
+            used.append(rule.receiver)
+    for name, receiver in receivers.items():
+        if name not in used:
+            where.warn(receiver.line, f"receiver {name!r} is defined but no rule sends to it")
+    if "maxEventAgeSeconds" in raw:
+        log.info(
+            "--config %s: maxEventAgeSeconds is not applied: the checkpoint prevents replays, and"
+            " late events are shipped, not dropped.",
+            path,
+        )
+    election = raw.get("leaderElection") or {}
+    config = Config(
+        path=path,
+        route=route,
+        receivers=receivers,
+        cluster_name=raw.get("clusterName"),
+        log_level=raw.get("logLevel"),
+        log_format=raw.get("logFormat"),
+        namespace=raw.get("namespace") or None,
+        leader_election=bool(election.get("enabled")),
+        leader_election_id=election.get("leaderElectionID"),
+        used_receivers=used,
+    )
+    if config.uses_labels():
+        log.info("--config %s: rules match labels or annotations: enrichment is on.", path)
+    return config
+
+
+def _receivers(raw: Any, where: Where, line: int) -> dict[str, Receiver]:
+    if not isinstance(raw, list):
+        raise where.error(line, "receivers: expected a list")
+    found: dict[str, Receiver] = {}
+    for item in raw:
+        at = getattr(item, "line", line)
+        if not isinstance(item, dict) or "name" not in item:
+            raise where.error(at, "a receiver needs a name and one receiver type")
+        name = str(item["name"])
+        kinds = [k for k in item if k != "name"]
+        if len(kinds) != 1:
+            raise where.error(
+                at, f"receiver {name!r}: expected exactly one receiver type, got {kinds or 'none'}"
+            )
+        if name in found:
+            raise where.error(at, f"receiver {name!r} is defined twice")
+        options = item[kinds[0]] or {}
+        if not isinstance(options, dict):
+            raise where.error(at, f"receiver {name!r}: {kinds[0]}: expected a mapping of options")
+        found[name] = Receiver(name, kinds[0], options, at)
+    return found
+
+
+# -- receivers -> our sinks
+
+#: their option -> our parameter, per receiver type; None: accepted, nothing to do here.
+RENAMES: dict[str, dict[str, str | None]] = {
+    "stdout": {"deDot": None},
+    "file": {"path": "", "maxsize": "max_size", "maxbackups": "max_backups", "maxage": None, "deDot": None},
+    "elasticsearch": {
+        "hosts": "nodes", "index": "index", "indexFormat": "index_format", "username": "esUserName",
+        "password": "esUserSecret", "apiKey": "apiKey", "deDot": "deDot", "useEventID": None,
+        "type": None,
+    },
+    "kafka": {
+        "topic": "eventstopic", "brokers": "brokers", "compressionCodec": "compression",
+        "clientId": None, "version": None,
+    },
+}  # fmt: skip
+RENAMES["opensearch"] = RENAMES["elasticsearch"]
+SCHEMES = {
+    "stdout": "log",
+    "file": "file",
+    "elasticsearch": "elasticsearch",
+    "opensearch": "opensearch",
+    "kafka": "kafka",
+}
+
+
+def receiver_uri(receiver: Receiver, where: Where) -> tuple[str, str, list[tuple[str, str]]]:
+    """(scheme, rest, parameters) of the sink that stands for ``receiver``."""
+    renames = RENAMES.get(receiver.kind)
+    if renames is None:
+        supported = ", ".join(sorted(SCHEMES))
+        raise where.error(
+            receiver.line,
+            f"receiver {receiver.name!r}: type {receiver.kind!r} is not supported (supported: {supported})",
+        )
+    rest, pairs = "", [("name", receiver.name)]
+    for key, value in receiver.options.items():
+        if key == "layout":
+            raise where.error(
+                receiver.line,
+                f"receiver {receiver.name!r}: {receiver.kind}.layout is not supported for this receiver; it writes the documented schema (README: The event document)",
+            )
+        if key == "tls" and isinstance(value, dict):
+            pairs += _tls(value, receiver.kind)
+            continue
+        if key == "sasl" and isinstance(value, dict):
+            pairs += _sasl(value)
+            continue
+        if key not in renames:
+            raise where.error(
+                receiver.line,
+                f"receiver {receiver.name!r}: unknown {receiver.kind} option {key!r} (known: {', '.join(sorted({*renames, 'tls', 'sasl'} - {''}))})",
+            )
+        ours = renames[key]
+        if ours is None:
+            continue
+        if ours == "":
+            rest = str(value)
+        elif isinstance(value, list):
+            pairs += [(ours, str(item)) for item in value]
+        elif isinstance(value, bool):
+            pairs.append((ours, "true" if value else "false"))
+        else:
+            pairs.append((ours, str(value)))
+    return SCHEMES[receiver.kind], rest, pairs
+
+
+def _tls(tls: dict[str, Any], kind: str) -> list[tuple[str, str]]:
+    names = (
+        {
+            "insecureSkipVerify": "insecuressl",
+            "caFile": "cacert",
+            "certFile": "cert",
+            "keyFile": "key",
+        }
+        if kind == "kafka"
+        else {
+            "insecureSkipVerify": "insecure",
+            "caFile": "caFile",
+            "certFile": "certFile",
+            "keyFile": "keyFile",
+        }
+    )
+    pairs = []
+    for key, value in tls.items():
+        if key == "enable" and kind == "kafka" and value:
+            pairs.append(("tls", "true"))
+        elif key in names:
+            pairs.append(
+                (names[key], str(value).lower() if isinstance(value, bool) else str(value))
+            )
+    return pairs
+
+
+def _sasl(sasl: dict[str, Any]) -> list[tuple[str, str]]:
+    if not sasl.get("enable", True):
+        return []
+    mechanisms = {"plain": "PLAIN", "sha256": "SCRAM-SHA-256", "sha512": "SCRAM-SHA-512"}
+    pairs = [("user", str(sasl.get("username", ""))), ("password", str(sasl.get("password", "")))]
+    if sasl.get("mechanism"):
+        pairs.append(
+            ("mechanism", mechanisms.get(str(sasl["mechanism"]).lower(), str(sasl["mechanism"])))
+        )
+    return pairs

@@ -1,0 +1,290 @@
+"""kubernetes-event-exporter config files: route semantics, start-up errors, and end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, wait_for
+from kubeutil import core_event
+
+from shipper.config import load
+from shipper.event import normalize
+from shipper.uri import UsageError
+
+README_CONFIG = """\
+logLevel: error
+logFormat: json
+maxEventAgeSeconds: 5
+clusterName: prod
+kubeQPS: 5
+kubeBurst: 10
+route:
+  routes:
+    - match:
+        - receiver: dump
+    - drop:
+        - namespace: "*test*"
+        - type: Normal
+      match:
+        - kind: "Pod|Deployment|ReplicaSet"
+          labels: {version: dev}
+          receiver: alerts
+receivers:
+  - name: dump
+    stdout: {}
+  - name: alerts
+    file:
+      path: /tmp/alerts.jsonl
+"""
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def event(ns="shop", kind="Pod", type_="Warning", reason="BackOff", message="m", count=1,
+          component="kubelet", host="node-a", labels=None, api="v1"):  # fmt: skip
+    obj = {
+        "metadata": {"uid": f"u-{ns}-{kind}-{reason}", "resourceVersion": "1", "name": "e", "namespace": ns},
+        "involvedObject": {"kind": kind, "name": "x", "namespace": ns, "apiVersion": api},
+        "reason": reason, "message": message, "type": type_, "count": count,
+        "source": {"component": component, "host": host},
+    }  # fmt: skip
+    made = normalize(obj, "ADDED")
+    made.labels = labels
+    return made
+
+
+@pytest.mark.parametrize(
+    ("ev", "receivers"),
+    [
+        (event(ns="shop", labels={"version": "dev"}), ["dump", "alerts"]),
+        (event(ns="shop", labels={"version": "prod"}), ["dump"]),
+        (event(ns="shop"), ["dump"]),  # no labels known: a labels rule does not match
+        (event(ns="my-test-ns", labels={"version": "dev"}), ["dump"]),  # the glob drops it
+        (event(ns="shop", type_="Normal", labels={"version": "dev"}), ["dump"]),
+        (event(ns="shop", kind="Deployment", labels={"version": "dev"}), ["dump", "alerts"]),
+        (event(ns="shop", kind="Node", labels={"version": "dev"}), ["dump"]),
+    ],
+)
+def test_the_readme_config_routes_as_its_authors_meant(tmp_path, ev, receivers):
+    config = load(write(tmp_path, README_CONFIG))
+    assert config.receivers_for(ev) == receivers
+    assert config.cluster_name == "prod" and config.log_level == "error"
+
+
+NESTED = """\
+route:
+  drop:
+    - reason: "^(NodeSysctlChange|KubeletStart|ContainerdStart|DockerStart|IngressGCE_RemoveNodes|Sync)$"
+  match:
+    - receiver: everything
+  routes:
+    - match:
+        - type: Warning
+          receiver: warnings
+        - namespace: "^prod-"
+          receiver: prod
+      routes:
+        - match:
+            - minCount: 5
+              receiver: loud
+    - match:
+        - component: "^kubelet$"
+          host: "node-a"
+          message: "OOM"
+          receiver: oom
+        - reason: OOMKilling
+          receiver: oom
+receivers:
+  - {name: everything, stdout: {}}
+  - {name: warnings, stdout: {}}
+  - {name: prod, stdout: {}}
+  - {name: loud, stdout: {}}
+  - {name: oom, stdout: {}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("ev", "receivers"),
+    [
+        (event(reason="Sync"), []),  # a drop ends the route and its whole subtree
+        (event(reason="Syncing"), ["everything", "warnings"]),  # anchored by its author
+        # both rules of the child route must match for its own children to run
+        (event(ns="prod-a", count=5), ["everything", "warnings", "prod", "loud"]),
+        (event(ns="shop", count=5), ["everything", "warnings"]),
+        (event(ns="prod-a", type_="Normal", count=9), ["everything", "prod"]),
+        # fields AND within a rule, rules OR; a receiver gets an event once
+        (event(message="OOM killed", reason="OOMKilling"), ["everything", "warnings", "oom"]),
+        (event(message="OOM killed", host="node-b"), ["everything", "warnings"]),
+        (event(message="fine", reason="OOMKilling", type_="Normal"), ["everything", "oom"]),
+    ],
+)
+def test_route_semantics(tmp_path, ev, receivers):
+    assert load(write(tmp_path, NESTED)).receivers_for(ev) == receivers
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "route: {match: [{namespace: '(unclosed', receiver: a}]}\nreceivers: [{name: a, stdout: {}}]\n",
+            r"config.yaml:1: namespace: '\(unclosed' is not a valid regular expression",
+        ),
+        (
+            "route:\n  match:\n    - nmespace: x\n      receiver: a\nreceivers: [{name: a, stdout: {}}]\n",
+            r"config.yaml:3: unknown rule field 'nmespace'",
+        ),
+        (
+            "route: {match: [{receiver: nowhere}]}\nreceivers: [{name: a, stdout: {}}]\n",
+            r"config.yaml:1: receiver 'nowhere' is not defined \(receivers: a\)",
+        ),
+        (
+            "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    loki: {url: x}\n",
+            r"config.yaml:3: receiver 'a': type 'loki' is not supported",
+        ),
+        (
+            "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    stdout: {layout: {m: x}}\n",
+            r"config.yaml:3: receiver 'a': stdout.layout is not supported",
+        ),
+        ("rout: {}\n", r"config.yaml:1: unknown key 'rout'"),
+        ("route:\n  match: [\n", r"config.yaml:\d+: not valid YAML"),
+        (
+            "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    elasticsearch: {hosts: [http://x:9200], indx: a}\n",
+            r"config.yaml:3: receiver 'a': unknown elasticsearch option 'indx'",
+        ),
+        (
+            "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    elasticsearch: {hosts: [ftp://x]}\n",
+            r"config.yaml:3 receiver a: elasticsearch: server 'ftp://x': expected a URL",
+        ),
+    ],
+)
+def test_start_up_errors_name_file_and_line(tmp_path, text, message):
+    path = write(tmp_path, text)
+    from shipper.app import build_sinks
+    from shipper.sinks.base import SinkContext
+
+    with pytest.raises(UsageError, match=message):
+        build_sinks([], SinkContext("", None), load(path))
+
+
+def test_receivers_become_sinks_with_their_options(tmp_path):
+    from shipper.app import build_sinks
+    from shipper.sinks.base import SinkContext
+
+    path = write(tmp_path, """\
+        route: {match: [{receiver: es}, {receiver: out}]}
+        receivers:
+          - name: es
+            elasticsearch:
+              hosts: [http://127.0.0.1:9200, http://127.0.0.1:9201]
+              index: kube-events
+              username: elastic
+              password: secret
+              deDot: true
+              useEventID: true
+              tls: {insecureSkipVerify: true}
+          - name: out
+            file: {path: /tmp/x/out.jsonl, maxsize: 5, maxbackups: 2}
+    """)  # fmt: skip
+    built = {
+        settings.name: sink for sink, settings in build_sinks([], SinkContext("", None), load(path))
+    }
+    es = built["es"]
+    assert es.nodes == ["http://127.0.0.1:9200", "http://127.0.0.1:9201"]
+    assert es.options["esUserName"] == "elastic" and es.options["esUserSecret"] == "secret"
+    assert es.options["insecure"] is True and es.options["index"] == "kube-events"
+    assert built["out"].path == "/tmp/x/out.jsonl" and built["out"].options["max_size"] == 5
+
+
+PRODUCTION = """\
+clusterName: stack
+route:
+  routes:
+    - match:
+        - receiver: dump
+    - drop:
+        - type: Normal
+        - reason: "NodeSysctlChange|KubeletStart|ContainerdStart|DockerStart|IngressGCE_RemoveNodes|Sync"
+      match:
+        - receiver: warnings
+receivers:
+  - name: dump
+    stdout: {}
+  - name: warnings
+    file:
+      path: WARNINGS
+"""
+
+
+def test_a_production_config_routes_end_to_end(
+    shipper_factory, kube_env, kube_api, namespace, tmp_path
+):
+    warnings = tmp_path / "warnings.jsonl"
+    path = write(tmp_path, PRODUCTION.replace("WARNINGS", str(warnings)))
+    shipper = shipper_factory([
+        f"--source=kubernetes:?auth={kube_env['KUBECONFIG']}&namespaces={namespace}",
+        f"--config={path}", f"--state-dir={tmp_path / 'state'}",
+    ]).start()  # fmt: skip
+    made = {
+        "normal": core_event(kube_api, namespace, type_="Normal", reason="Pulled", obj="a"),
+        "backoff": core_event(kube_api, namespace, reason="BackOff", obj="b"),
+        "sync": core_event(kube_api, namespace, reason="Sync", obj="c"),
+        "oom": core_event(kube_api, namespace, reason="OOMKilling", obj="d"),
+    }
+    uid = {k: v["metadata"]["uid"] for k, v in made.items()}
+
+    def uids(lines: list[dict]) -> set[str]:
+        return {d["kubernetes"]["event"]["metadata"]["uid"] for d in lines}
+
+    wait_for(lambda: uids(shipper.stdout_docs()) == set(uid.values()), what="everything on stdout")
+    wait_for(
+        lambda: warnings.exists() and len(warnings.read_text().splitlines()) == 2,
+        what="two warnings",
+    )
+    filed = [json.loads(line) for line in warnings.read_text().splitlines()]
+    assert uids(filed) == {uid["backoff"], uid["oom"]}
+    assert {d["orchestrator"]["cluster"]["name"] for d in filed} == {"stack"}  # clusterName
+    assert (
+        shipper.metric("kube_event_shipper_sink_events_total", sink="warnings", outcome="filtered")
+        == 2
+    )
+    assert shipper.stop() == 0
+
+
+def test_check_prints_the_routing_and_dry_runs_events(tmp_path):
+    path = write(tmp_path, README_CONFIG)
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps({"kind": "EventList", "items": [
+        {"metadata": {"uid": "1", "resourceVersion": "1", "name": "a", "namespace": "shop"},
+         "involvedObject": {"kind": "Pod", "name": "web", "namespace": "shop"},
+         "reason": "BackOff", "message": "m", "type": "Warning"},
+        {"metadata": {"uid": "2", "resourceVersion": "1", "name": "b", "namespace": "ci-test-1"},
+         "involvedObject": {"kind": "Pod", "name": "job", "namespace": "ci-test-1"},
+         "reason": "Pulled", "message": "m", "type": "Normal"},
+    ]}))  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "shipper", "check", f"--config={path}", "--sink=log", f"--events={events}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "drop if namespace~glob:*test*" in done.stdout
+    assert "match kind~Pod|Deployment|ReplicaSet labels.version~dev -> alerts" in done.stdout
+    assert "BackOff" in done.stdout and "pod/shop/web -> log, dump" in done.stdout
+    assert "pod/ci-test-1/job -> log, dump" in done.stdout
+    assert "read as the glob it looks like" in done.stderr
+
+    broken = write(tmp_path, "route: {match: [{receiver: nowhere}]}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "shipper", "check", f"--config={broken}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "config.yaml:1: receiver 'nowhere' is not defined" in done.stderr
