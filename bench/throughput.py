@@ -17,6 +17,7 @@ table on stdout and optionally as JSON. See bench/README.md.
     .venv/bin/python bench/throughput.py --events 10000
     .venv/bin/python bench/throughput.py --mode watch --events 10000 --json /tmp/watch.json
     .venv/bin/python bench/throughput.py --batch-size 100 --sink log
+    .venv/bin/python bench/throughput.py --sink 'opensearch:http://127.0.0.1:29200?index=bench-{run}'
 """
 
 from __future__ import annotations
@@ -537,6 +538,34 @@ def sqlite_path(sink: str, state_dir: Path) -> Path | None:
     return Path(rest) if rest else state_dir / "events.db"
 
 
+SEARCH_SCHEMES = ("elasticsearch", "es", "opensearch")
+
+
+def search_docs(sink: str) -> int:
+    """Documents in an elasticsearch:/opensearch: sink's index: its data stream or alias, or
+    its dated indices (``INDEX-YYYY.MM.DD``, or as ``index_format`` says), refreshed first. The
+    sink's own client does the asking, with the URI's credentials and TLS settings."""
+    from shipper.app import build_sink
+    from shipper.sinks.base import SinkContext
+    from shipper.sinks.elasticsearch import ElasticsearchSink
+
+    built, _ = build_sink(sink, SinkContext(cluster="", state_dir=None))
+    assert isinstance(built, ElasticsearchSink)
+    http = built.make_http()
+    dated = getattr(built, "_dated", None)  # the dated name's format (index_format), if any
+    days = dated.format(Y="*", m="*", d="*", H="*") if dated else f"{built.index}-2*"
+    where = f"{built.index},{days}"
+    lenient = "ignore_unavailable=true&allow_no_indices=true"
+    try:
+        http.request("POST", f"{where}/_refresh?{lenient}")
+        status, reply = http.request("GET", f"{where}/_count?{lenient}")
+    finally:
+        http.close()
+    if status != 200 or not isinstance(reply, dict):
+        raise RuntimeError(f"GET /{where}/_count: HTTP {status} {reply}")
+    return int(reply["count"])
+
+
 def sqlite_totals(db: Path, namespace: str) -> tuple[int, int]:
     """Rows of ``namespace``'s events in the store, and their counts summed (0, 0: no store)."""
     if not db.exists():
@@ -620,6 +649,7 @@ class Run:
     listed_in_s: float | None = None  # list: the list's duration as the shipper logged it
     sqlite_rows: int | None = None
     sqlite_count_sum: int | None = None
+    search_docs: int | None = None  # elasticsearch/opensearch: documents in the index
     workdir: str | None = None  # kept for a look (--keep, or when something went wrong)
     problems: list[str] = field(default_factory=list)
 
@@ -712,7 +742,8 @@ def summarize(job: Job, seen: Observed) -> Run:
 
 
 def check(run: Run, job: Job) -> None:
-    """Everything shipped, a clean exit, and (sqlite) exactly one row per event."""
+    """Everything shipped, a clean exit, and (sqlite) exactly one row per event, or
+    (elasticsearch/opensearch) exactly one document per event version."""
     stderr = (job.workdir / "stderr.log").read_text(errors="replace")
     run.listed_in_s = listed_seconds(stderr) if job.mode == "list" else None
     if run.shipped < job.target:
@@ -724,6 +755,16 @@ def check(run: Run, job: Job) -> None:
     db = sqlite_path(job.sink, job.workdir / "state")
     if db is not None:
         run.sqlite_rows, run.sqlite_count_sum = sqlite_totals(db, job.namespace)
+    if sink_scheme(job.sink) in SEARCH_SCHEMES:
+        try:
+            run.search_docs = search_docs(job.sink)
+        except Exception as exc:
+            run.problems.append(f"counting the documents failed: {exc}")
+        else:
+            if run.search_docs != job.target:  # one document per event version, exactly
+                run.problems.append(
+                    f"the index holds {run.search_docs} documents, not {job.target}"
+                )
     if run.problems:
         log("the shipper's stderr ends with:\n" + stderr[-3000:])
 
@@ -776,8 +817,8 @@ def machine() -> Machine:
 
 def sink_uri(args: argparse.Namespace, workdir: Path | None = None) -> str:
     uri = args.sink
-    if workdir is not None:
-        uri = uri.replace("{tmp}", str(workdir))
+    if workdir is not None:  # one run: its directory, and a fresh name for {run}
+        uri = uri.replace("{tmp}", str(workdir)).replace("{run}", uuid.uuid4().hex[:8])
     if args.batch_size is not None:
         uri += ("&" if "?" in uri else "?") + f"batch_size={args.batch_size}"
     return uri
@@ -974,8 +1015,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sink",
         default="sqlite:{tmp}/events.db",
-        help="the sink URI under test; {tmp} is the run's temporary directory (default:"
-        " %(default)s); stdout of log/stdout goes to /dev/null",
+        help="the sink URI under test; {tmp} is the run's temporary directory, {run} a fresh"
+        " random name per run, e.g. index=bench-{run} (default: %(default)s); stdout of"
+        " log/stdout goes to /dev/null; elasticsearch/opensearch: the documents are counted",
     )
     parser.add_argument("--batch-size", type=int, help="added to the sink URI as batch_size=")
     parser.add_argument(
