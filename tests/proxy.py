@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import ssl
 import subprocess
 import threading
@@ -27,6 +28,8 @@ import urllib3
 class Checks:
     basic: tuple[str, str] | None = None
     sigv4: tuple[str, str, str, str] | None = None  # access key, secret, region, service
+    #: statuses to answer, in order, to requests whose path contains the key (then forward)
+    inject: dict[str, list[int]] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)  # "METHOD /path -> status"
     refused: list[str] = field(default_factory=list)
 
@@ -146,6 +149,15 @@ class CheckingProxy:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def problem(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+        for fragment, statuses in self.checks.inject.items():
+            if fragment in target and statuses:
+                status = statuses.pop(0)
+                kind = "es_rejected_execution_exception" if status == 429 else "unavailable"
+                error = {
+                    "error": {"type": kind, "reason": "injected by the test"},
+                    "status": status,
+                }
+                return status, json.dumps(error)
         if self.checks.basic is not None:
             wanted = base64.b64encode(":".join(self.checks.basic).encode()).decode()
             if headers.get("authorization") != f"Basic {wanted}":

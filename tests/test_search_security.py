@@ -115,3 +115,38 @@ def test_private_ca_client_certificate_and_basic_auth(
             what="the document through an unverified connection",
         )
         assert trusting.stop() == 0
+
+
+def test_429_and_503_replies_are_retried_until_the_batch_lands(
+    elasticsearch_url, shipper_factory, kube_env, kube_api, namespace, tmp_path
+):
+    index = f"kube-events-busy{uuid.uuid4().hex[:8]}"
+    checks = Checks(inject={"/_bulk": [429, 503, 429]})
+    with CheckingProxy(elasticsearch_url, checks) as proxy:
+        shipper = shipper_factory(
+            [source(kube_env, namespace), f"--state-dir={tmp_path}",
+             f"--sink=elasticsearch:{proxy.url}?index={index}&max_backoff=1s"]
+        ).start()  # fmt: skip
+        made = [core_event(kube_api, namespace, obj=f"busy{i}") for i in range(3)]
+        wait_for(
+            lambda: len(documents(elasticsearch_url, f"{index}*")) == 3, what="three documents"
+        )
+        assert set(ids(documents(elasticsearch_url, f"{index}*"))) == {version_id(e) for e in made}
+        bulk = [line for line in checks.seen if line.startswith("POST /_bulk")]
+        assert [line.rsplit(" ", 1)[1] for line in bulk[:4]] == ["429", "503", "429", "200"]
+        assert (
+            shipper.metric(
+                "kube_event_shipper_sink_events_total", sink="elasticsearch", outcome="retried"
+            )
+            >= 3
+        )
+        assert (
+            shipper.metric(
+                "kube_event_shipper_sink_events_total",
+                sink="elasticsearch",
+                outcome="dead_lettered",
+            )
+            == 0
+        )
+        assert shipper.stop() == 0
+        assert "es_rejected_execution_exception" in shipper.stderr()

@@ -256,8 +256,18 @@ class Http:
 class ElasticsearchHttp(Http):
     """``authorization`` is sent here: the client applies its own auth in its API layer only."""
 
-    def __init__(self, client: Any, authorization: str | None) -> None:
+    def __init__(
+        self, client: Any, authorization: str | None, *, max_retries: int, timeout: float
+    ) -> None:
         self.client, self.authorization = client, authorization
+        # The client passes these per request from its API layer, which we bypass; without
+        # them the transport would retry 429/5xx on its own, out of our accounting.
+        self.per_request = dict(
+            max_retries=max_retries,
+            retry_on_status=(),
+            retry_on_timeout=True,
+            request_timeout=timeout,
+        )
 
     def request(
         self, method: str, path: str, body: bytes | None = None, content_type: str = JSON
@@ -271,7 +281,7 @@ class ElasticsearchHttp(Http):
             headers["authorization"] = self.authorization
         try:
             response = self.client.transport.perform_request(
-                method, "/" + path, headers=headers, body=body
+                method, "/" + path, headers=headers, body=body, **self.per_request
             )
         except TransportError as exc:
             raise TransientError(f"{method} /{path}: {exc}") from exc
@@ -443,7 +453,12 @@ class ElasticsearchSink(Sink):
         tls = self._tls_kwargs()
         if tls:  # elastic-transport also applies its own verify flag over the context
             kwargs.update(tls, verify_certs=not self.options["insecure"], ssl_show_warn=False)
-        return ElasticsearchHttp(Elasticsearch(**kwargs), self._authorization(basic))
+        return ElasticsearchHttp(
+            Elasticsearch(**kwargs),
+            self._authorization(basic),
+            max_retries=self.options["maxRetries"],
+            timeout=self.options["timeout"],
+        )
 
     def _authorization(self, basic: tuple[str, str] | None) -> str | None:
         if self.options["apiKey"]:
