@@ -102,17 +102,24 @@ class Settings:
 
 def build_sink(text: str, ctx: SinkContext) -> tuple[Sink, SinkSettings]:
     """Parse and validate one ``--sink`` URI; UsageError if anything is wrong with it."""
-    return build_sink_from(Uri.parse(text, what="--sink"), ctx, where="--sink")
+    return build_sink_from(Uri.parse(text, what="--sink"), ctx, where="--sink", text=text)
 
 
-def build_sink_from(uri: Uri, ctx: SinkContext, *, where: str) -> tuple[Sink, SinkSettings]:
+def build_sink_from(
+    uri: Uri, ctx: SinkContext, *, where: str, text: str | None = None
+) -> tuple[Sink, SinkSettings]:
     """A sink from a parsed URI (``--sink``) or a config file's receiver (``where`` says which,
-    for error messages)."""
+    for error messages). ``text`` is the ``--sink`` value as typed: a sink class with a
+    ``parse_uri(text, where=...) -> Uri`` classmethod splits it itself (mysql's Go DSN has a
+    ``?`` of its own before the query it shares with our parameters)."""
     try:
         cls = sink_class(uri.scheme)
     except KeyError:
         raise UsageError(unknown_scheme_message(uri.scheme, REGISTRY, where)) from None
     where = f"{where} {uri.scheme}"
+    parse_uri = getattr(cls, "parse_uri", None)
+    if parse_uri is not None and text is not None:
+        uri = parse_uri(text, where=where)
     options, leftover = resolve_params(
         (*cls.params, *PIPELINE_PARAMS), uri.query, where=where, passthrough=cls.passthrough
     )

@@ -18,6 +18,8 @@ REGISTRY: dict[str, str] = {
     "elasticsearch": "shipper.sinks.elasticsearch:ElasticsearchSink",
     "es": "shipper.sinks.elasticsearch:ElasticsearchSink",
     "opensearch": "shipper.sinks.opensearch:OpenSearchSink",
+    "mysql": "shipper.sinks.mysql:MySQLSink",
+    "mariadb": "shipper.sinks.mysql:MySQLSink",
 }
 
 

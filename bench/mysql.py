@@ -1,0 +1,389 @@
+#!/usr/bin/env python3
+"""Throughput of the mysql sink, in process, against the stack's real MariaDB.
+
+N realistic event versions (default 20,000: ~10% of events also come as count updates, 20% of
+the messages multilingual, 50-400 characters) are built and normalized first. Per run, a sink is
+built from a kube-eventer DSN exactly as the daemon builds it (``build_sink``), opened (tables
+created by the migration) on fresh tables, and fed ``sink.write(batch)`` batch after batch.
+Measured over the writes only: events/s (wall), this process's CPU (user+sys, per 10,000
+events) and the server's (psutil on the pid in ``.stack/mysql/*.pid``, minus its idle rate),
+both during the writes and including the background work (InnoDB flushing, purge) until the
+server is idle again. After the writes every row is read back: a run whose tables do not hold
+exactly one row per event with its latest version, and one occurrence row per version, is an
+error, not a number. ``--replay`` also times writing everything a second time (a full replay:
+every row already there, nothing may change). Tables are dropped at the end.
+
+    .venv/bin/python bench/mysql.py                        # batch sizes 100 500 1000 2000, 3 runs
+    .venv/bin/python bench/mysql.py --events 5000 --batch-sizes 500 --repeat 1 --replay
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shipper.app import build_sink  # noqa: E402
+from shipper.event import Event, normalize  # noqa: E402
+from shipper.sinks.base import SinkContext  # noqa: E402
+from shipper.sinks.mysql import MySQLSink, sql_time  # noqa: E402
+
+STACK = ROOT / "scripts" / "stack"
+QUIET_CPU = 0.05  # a server below 5% of a core is taken as idle
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def read_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in (ROOT / ".stack" / "env").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            env[key.strip()] = value.strip().strip("'\"")
+    return env
+
+
+def server_process() -> psutil.Process:
+    pidfiles = sorted((ROOT / ".stack" / "mysql").glob("*.pid"))
+    if not pidfiles:
+        raise SystemExit("no .stack/mysql/*.pid: is mysql running?")
+    return psutil.Process(int(pidfiles[0].read_text().strip()))
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def quiesce(server: psutil.Process, timeout: float = 30.0, window: float = 0.5) -> float:
+    """Wait until the server is idle; return its CPU rate (cores) in the last window."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before, start = cpu_seconds(server), time.monotonic()
+        time.sleep(window)
+        rate = (cpu_seconds(server) - before) / (time.monotonic() - start)
+        if rate < QUIET_CPU or time.monotonic() > deadline:
+            return rate
+
+
+# -- realistic events
+
+TEMPLATES = (  # kind, type, reason, reporting component, message
+    ("Pod", "Normal", "Scheduled", "default-scheduler", "Assigned {ns}/{name} to {node}"),
+    ("Pod", "Normal", "Pulled", "kubelet", 'Pulled image "registry.example.com/{name}:1.4.2"'),
+    ("Pod", "Normal", "Started", "kubelet", "Started container app"),
+    ("Pod", "Warning", "BackOff", "kubelet", "Back-off restarting failed container in {name}"),
+    ("Pod", "Warning", "Unhealthy", "kubelet", "Readiness probe failed: HTTP statuscode: 503"),
+    ("Pod", "Warning", "FailedMount", "kubelet", 'configmap "{name}" not found'),
+    ("ReplicaSet", "Normal", "SuccessfulCreate", "replicaset-controller", "Created pod: {name}-x"),
+    ("Deployment", "Normal", "ScalingReplicaSet", "deployment-controller", "Scaled up {name}"),
+    ("Node", "Warning", "NodeNotReady", "node-controller", "Node {node} status: NodeNotReady"),
+    ("Job", "Warning", "BackoffLimitExceeded", "job-controller", "Job reached its backoff limit"),
+)
+NAMESPACES = ("default", "kube-system", "shop", "payments", "monitoring", "data", "team-a")
+ASCII_DETAIL = (
+    " body: upstream connect error or disconnect/reset before headers. reset reason: connection"
+    " failure, transport failure reason: delayed connect error: 111; retries=3 path=/healthz"
+)
+UNICODE_DETAIL = (
+    ' body: {"status":"dégradé","checks":[{"name":"база данных","detail":"接続がタイムアウト'
+    'しました ⏱"},{"name":"队列","detail":"消费者延迟 12.4s ⚠ 🔥"}],"zone":"Zürich-β"}'
+)
+
+
+def raw_events(n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    out: list[dict[str, Any]] = []
+    rv = 1_000_000
+    while len(out) < n:
+        kind, type_, reason, component, template = rng.choice(TEMPLATES)
+        ns = rng.choice(NAMESPACES)
+        node = f"ip-10-0-{rng.randrange(8)}-{rng.randrange(250)}.eu-west-1.compute.internal"
+        name = (
+            node
+            if kind == "Node"
+            else f"{rng.choice(('web', 'api', 'worker'))}-{rng.randrange(400):03d}"
+        )
+        message = template.format(ns=ns, name=name, node=node)
+        filler = UNICODE_DETAIL if rng.random() < 0.2 else ASCII_DETAIL
+        length = rng.randint(50, 400)
+        while len(message) < length:
+            message += filler
+        message = message[:length]
+        uid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        first = start + timedelta(seconds=rng.randrange(3600), microseconds=rng.randrange(10**6))
+        versions = rng.randint(2, 6) if rng.random() < 0.1 else 1
+        count = 1
+        for _ in range(versions):
+            if len(out) >= n:
+                break
+            rv += 1
+            last = first + timedelta(seconds=30 * (count - 1))
+            out.append({
+                "metadata": {"name": f"{name}.{uid[:16]}", "uid": uid, "resourceVersion": str(rv),
+                             "namespace": "default" if kind == "Node" else ns},
+                "involvedObject": {"kind": kind, "name": name, "apiVersion": "v1",
+                                   **({} if kind == "Node" else {"namespace": ns})},
+                "reason": reason, "message": message, "type": type_, "count": count,
+                "firstTimestamp": first.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "lastTimestamp": last.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "source": {"component": component, **({"host": node} if kind != "Node" else {})},
+            })  # fmt: skip
+            count += rng.randint(1, 3)
+    return out
+
+
+def build_events(n: int, seed: int) -> list[Event]:
+    return [normalize(raw, "ADDED", cluster="bench") for raw in raw_events(n, seed)]
+
+
+# -- one run
+
+
+@dataclass
+class Run:
+    batch_size: int
+    events: int
+    write_s: float
+    events_per_s: float
+    client_cpu_per_10k: float
+    server_cpu_per_10k: float  # during the writes, minus the idle rate
+    server_total_per_10k: float  # including background work until idle again
+    loadavg: float = 0.0  # 1-minute load average when the run started
+    replay_events_per_s: float | None = None
+    replay_client_per_10k: float | None = None
+    replay_server_per_10k: float | None = None
+
+
+class BenchError(Exception):
+    """The run gives no number: rejected rows, or the tables do not hold what was written."""
+
+
+def dsn(env: dict[str, str], table: str, batch_size: int) -> str:
+    return (
+        f"mysql:?{env['MYSQL_USER']}:{env['MYSQL_PASSWORD']}@tcp({env['MYSQL_HOST']}:{env['MYSQL_PORT']})"
+        f"/{env['MYSQL_DATABASE']}?charset=utf8mb4&parseTime=true&table={table}&batch_size={batch_size}"
+    )
+
+
+def write_all(sink: MySQLSink, events: list[Event], size: int) -> None:
+    for i in range(0, len(events), size):
+        rejected = sink.write(events[i : i + size])
+        if rejected:
+            raise BenchError(f"{len(rejected)} rejected, first: {rejected[0].reason}")
+
+
+def timed(
+    sink: MySQLSink, events: list[Event], size: int, server: psutil.Process
+) -> tuple[float, float, float, float]:
+    """(wall s, client CPU-s, server CPU-s during, server CPU-s until idle again)."""
+    idle = quiesce(server)
+    gc.collect()
+    wall0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(server)
+    write_all(sink, events, size)
+    wall1, client1, server1 = time.perf_counter(), time.process_time(), cpu_seconds(server)
+    quiesce(server)
+    wall2, server2 = time.perf_counter(), cpu_seconds(server)
+    during = max(0.0, server1 - server0 - idle * (wall1 - wall0))
+    total = max(0.0, server2 - server0 - idle * (wall2 - wall0))
+    return wall1 - wall0, client1 - client0, during, total
+
+
+def check(sink: MySQLSink, events: list[Event]) -> None:
+    """Exactly once: one row per uid holding its latest version, one occurrence per version."""
+    latest: dict[str, Event] = {}
+    for event in events:
+        latest[event.uid] = event  # versions come in order
+    assert sink.db is not None
+    with sink.db.cursor() as cur:
+        cur.execute(f"SELECT uid, resource_version, `count`, last_seen FROM `{sink.table}`")
+        rows = {uid: (rv, count, seen) for uid, rv, count, seen in cur.fetchall()}
+        cur.execute(f"SELECT uid, resource_version FROM `{sink.table}_occurrence`")
+        occurrences = set(cur.fetchall())
+    sink.db.commit()
+    expected = {
+        uid: (e.resource_version, e.count, datetime.fromisoformat(sql_time(e.last_timestamp) or ""))
+        for uid, e in latest.items()
+    }
+    if rows != expected:
+        wrong = sum(1 for uid in expected if rows.get(uid) != expected[uid])
+        raise BenchError(f"{len(rows)} rows for {len(expected)} events, {wrong} wrong")
+    if occurrences != {(e.uid, e.resource_version) for e in events}:
+        raise BenchError(f"{len(occurrences)} occurrence rows for {len(events)} versions")
+
+
+def measure(env: dict[str, str], events: list[Event], size: int, replay: bool) -> Run:
+    server = server_process()
+    table = f"bench_{uuid.uuid4().hex[:10]}"
+    sink, settings = build_sink(dsn(env, table, size), SinkContext(cluster="bench", state_dir=None))
+    assert isinstance(sink, MySQLSink) and settings.batch_size == size
+    try:
+        sink.open()
+        load = os.getloadavg()[0]
+        wall, client, during, total = timed(sink, events, size, server)
+        check(sink, events)
+        per_10k = 10_000 / len(events)
+        run = Run(
+            batch_size=size,
+            events=len(events),
+            write_s=wall,
+            events_per_s=len(events) / wall,
+            client_cpu_per_10k=client * per_10k,
+            server_cpu_per_10k=during * per_10k,
+            server_total_per_10k=total * per_10k,
+            loadavg=load,
+        )
+        if replay:
+            wall, client, during, _ = timed(sink, events, size, server)
+            check(sink, events)
+            run.replay_events_per_s = len(events) / wall
+            run.replay_client_per_10k = client * per_10k
+            run.replay_server_per_10k = during * per_10k
+        return run
+    finally:
+        if sink.db is not None:
+            with sink.db.cursor() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS `{table}`, `{table}_occurrence`")
+                cur.execute("DELETE FROM kube_event_shipper_schema WHERE table_name = %s", (table,))
+            sink.db.commit()
+        sink.close()
+
+
+# -- the report
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def report(runs: dict[int, list[Run]], args: argparse.Namespace, server_version: str) -> str:
+    command = "bench/mysql.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# mysql sink: throughput and CPU",
+        "",
+        f"`.venv/bin/python {command.strip()}` on {platform.node()}: {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}, pymysql, server {server_version} from"
+        " `scripts/stack` (InnoDB buffer pool 32M, innodb_flush_log_at_trx_commit=2,"
+        " no binary log), over TCP on 127.0.0.1.",
+        "",
+        f"{args.events:,} event versions (seed {args.seed}), in process: `sink.write(batch)` in a"
+        " loop (no watch, no pipeline thread). Each batch is one transaction: a multi-row upsert"
+        " into the event table and a multi-row insert into the occurrence table. Medians of"
+        f" {args.repeat} run(s); every run checked before it counts (one row per event holding its"
+        " latest version, one occurrence row per version). CPU-s per 10,000 events; server CPU"
+        " minus its idle rate, during the writes and until the server is idle again (InnoDB"
+        " flushing and purge). load: the 1-minute load average as the run started (other work on"
+        " the machine shows there). Replay: the same events written a second time (a full"
+        " replay: every version already there, nothing changes).",
+        "",
+        "| batch size | events/s | client CPU-s / 10k | server CPU-s / 10k (writes)"
+        " | server CPU-s / 10k (incl. background) | load |"
+        + (" replay events/s | replay client / 10k | replay server / 10k |" if args.replay else ""),
+        "|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.replay else ""),
+    ]
+    for size, results in runs.items():
+        if not results:
+            lines.append(f"| {size} | error | | | | |")
+            continue
+        row = (
+            f"| {size} | {fmt(median([r.events_per_s for r in results]), 0)}"
+            f" | {fmt(median([r.client_cpu_per_10k for r in results]))}"
+            f" | {fmt(median([r.server_cpu_per_10k for r in results]))}"
+            f" | {fmt(median([r.server_total_per_10k for r in results]))}"
+            f" | {fmt(median([r.loadavg for r in results]))} |"
+        )
+        if args.replay:
+            row += (
+                f" {fmt(median([r.replay_events_per_s for r in results]), 0)}"
+                f" | {fmt(median([r.replay_client_per_10k for r in results]))}"
+                f" | {fmt(median([r.replay_server_per_10k for r in results]))} |"
+            )
+        lines.append(row)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 500, 1000, 2000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--replay", action="store_true", help="also time a full replay")
+    parser.add_argument("--out", default="/tmp/bench-mysql.md")
+    args = parser.parse_args()
+
+    up = subprocess.run(
+        [sys.executable, str(STACK), "up", "mysql"], cwd=ROOT, capture_output=True, text=True
+    )
+    if up.returncode != 0:
+        sys.stderr.write(up.stderr[-4000:])
+        return 1
+    env = read_env()
+    log(f"building {args.events:,} events")
+    events = build_events(args.events, args.seed)
+    log("warm-up run")
+    measure(env, events[:2000], 500, replay=False)
+    runs: dict[int, list[Run]] = {size: [] for size in args.batch_sizes}
+    errors = 0
+    for round_ in range(args.repeat):
+        for size in args.batch_sizes:  # round-robin: drift hits every size alike
+            try:
+                run = measure(env, events, size, args.replay)
+            except Exception as exc:
+                errors += 1
+                log(f"batch {size} round {round_ + 1}: ERROR {type(exc).__name__}: {exc}")
+                continue
+            runs[size].append(run)
+            log(
+                f"batch {size} round {round_ + 1}: {run.events_per_s:,.0f} ev/s, client"
+                f" {run.client_cpu_per_10k:.2f}, server {run.server_cpu_per_10k:.2f}"
+                f" ({run.server_total_per_10k:.2f} incl. background) CPU-s/10k"
+                + (
+                    f"; replay {run.replay_events_per_s:,.0f} ev/s"
+                    if run.replay_events_per_s
+                    else ""
+                )
+            )
+    sink, _ = build_sink(dsn(env, "bench_version", 1), SinkContext(cluster="", state_dir=None))
+    assert isinstance(sink, MySQLSink)
+    import pymysql
+
+    conn = pymysql.connect(**sink.connect_args)
+    with conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        version = str(cur.fetchone()[0])
+    conn.close()
+    text = report(runs, args, version)
+    Path(args.out).write_text(text)
+    print(text)
+    log(f"written to {args.out}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

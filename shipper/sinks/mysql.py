@@ -1,0 +1,733 @@
+"""``mysql:?user:pw@tcp(host:3306)/db?table=kube_event``: MySQL 5.7+/8.x and MariaDB 10.3+.
+
+URI: kube-eventer's form, a Go (go-sql-driver) DSN after ``mysql:?``, or a URL::
+
+    mysql:?shipper:$MYSQL_PASSWORD@tcp(mysql.db:3306)/kube_events?charset=utf8mb4&table=kube_event
+    mysql:?shipper@tcp(10.0.0.5:3306)/kube_events?parseTime=true&loc=Local&password_file=/s/pw
+    mysql:?shipper@unix(/run/mysqld/mysqld.sock)/kube_events
+    mysql://shipper:p%40ss@mysql.db:3306/kube_events?table=k8s_event&tls=true&tls_ca=/s/ca.pem
+
+The DSN is read as go-sql-driver reads it: the user up to the first ``:``, the password up to
+the last ``@`` before the address (so it may hold ``@ : / ?``), ``tcp(HOST:PORT)`` or
+``unix(PATH)``, ``/DATABASE``, then one query string that holds the driver's options and ours
+together (kube-eventer's ``table=`` included). In the URL form the password is percent-encoded.
+``$VAR`` expands in every part (``$$`` is a literal ``$``); ``password_file=/path`` or
+``password=$VAR`` keep the password out of the Deployment's args. The password is never logged.
+Go driver options with no meaning here (``parseTime``, ``loc``, ``collation``, ...) are
+accepted so a kube-eventer DSN works unchanged; ``timeout``, ``readTimeout``, ``writeTimeout``
+and ``tls`` (``true``, ``skip-verify``, ``preferred``, ``false``) mean what they mean in Go.
+
+Schema (``schemas/mysql.sql`` is the same DDL for a DBA to run by hand). Every time is UTC in a
+``DATETIME(6)`` column (the session's ``time_zone`` is ``+00:00``; kube-eventer wrote local-time
+strings), text is ``utf8mb4`` (emoji and any Unicode intact)::
+
+    <table>             one row per Event (PRIMARY KEY uid), updated in place by count updates:
+                        uid, resource_version, cluster, namespace, kind, name (the involved
+                        object's; namespace '' for cluster-scoped ones), object_uid, api_version,
+                        field_path, type, reason, message, action, reporting_controller,
+                        reporting_instance, source_component, source_host, event_name,
+                        event_namespace, count, first_seen, last_seen, shipped_at
+    <table>_occurrence  one row per Event version, PRIMARY KEY (uid, resource_version):
+                        uid, resource_version, count, occurred_at, shipped_at
+    kube_event_shipper_schema   (table_name, version, migrated_at): the schema version per table
+
+Collations: ``utf8mb4_bin`` (exact, as Kubernetes compares names and reasons, and no surprise
+equalities) except ``message``, ``utf8mb4_unicode_520_ci``, so ``message LIKE '%timeout%'``
+ignores case (unlike ``utf8mb4_unicode_ci`` it tells emoji apart). Indexes serve the queries in
+the README: recent warnings (type, last_seen), a namespace by time (namespace, last_seen), an
+object's history (kind, name, namespace, last_seen), a reason by time (reason, last_seen).
+
+Migration: at start, under ``GET_LOCK``, the tables are created if missing (``CREATE TABLE IF
+NOT EXISTS``) and the version recorded; later versions add ``ALTER TABLE`` steps. Where the
+version row is current nothing is run, so tables made from ``schemas/mysql.sql`` need no CREATE
+privilege (SELECT, INSERT, UPDATE suffice). A table of that name that is not ours (kube-eventer's
+own ``kube_event``) is refused with a clear message rather than written into.
+
+Writes: a batch is one transaction: a multi-row ``INSERT ... ON DUPLICATE KEY UPDATE`` of the
+rows, which takes a version only if it is newer than the row's (a later ``last_seen``, or the
+same and a higher count), so a late replay never rolls a row back, then the
+occurrences (``ON DUPLICATE KEY UPDATE`` no-op). A replay of a version already written changes
+nothing, ``shipped_at`` included. A row the server refuses (strict mode: a value
+too long for its column, a bad date) fails its batch; the batch is then written row by row and
+only that event is dead-lettered, with the server's message. A lost connection or a server that
+went away: reconnect, and the batch is retried (TransientError), as are access denied (1045),
+unknown database (1049) and every other server error, each reported in one line.
+
+Guarantee: exactly once per event and per event version, across restarts, 410s, full replays
+and outages: the rows are keyed by uid and by (uid, resource_version), and written idempotently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from shipper.event import Event, utc_now
+from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.uri import Param, Uri, UsageError, choice, expand_env, parse_duration, parse_list
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+VERSION_TABLE = "kube_event_shipper_schema"
+DEFAULT_TABLE = "kube_event"
+DEFAULT_PORT = 3306
+#: Reconnect-free writes: a connection idle longer than this is pinged before it is used.
+PING_AFTER = 30.0
+SQL_MODE = (
+    "STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+    "NO_ENGINE_SUBSTITUTION"
+)
+
+# -- the schema: version 1
+
+_VERSION_DDL = f"""CREATE TABLE IF NOT EXISTS `{VERSION_TABLE}` (
+  `table_name` VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  `version` INT NOT NULL,
+  `migrated_at` DATETIME(6) NOT NULL,
+  PRIMARY KEY (`table_name`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='kube-event-shipper schema versions'"""
+
+_EVENT_DDL = """CREATE TABLE IF NOT EXISTS `{table}` (
+  `uid` VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL COMMENT 'metadata.uid of the Event',
+  `resource_version` VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL COMMENT 'of the version in this row',
+  `cluster` VARCHAR(253) NOT NULL DEFAULT '',
+  `namespace` VARCHAR(63) NOT NULL DEFAULT '' COMMENT 'involved object (empty for cluster-scoped ones)',
+  `kind` VARCHAR(253) NOT NULL DEFAULT '' COMMENT 'involved object',
+  `name` VARCHAR(253) NOT NULL DEFAULT '' COMMENT 'involved object',
+  `object_uid` VARCHAR(253) DEFAULT NULL,
+  `api_version` VARCHAR(253) DEFAULT NULL,
+  `field_path` VARCHAR(1024) DEFAULT NULL,
+  `type` VARCHAR(64) NOT NULL COMMENT 'Normal or Warning',
+  `reason` VARCHAR(255) NOT NULL,
+  `message` MEDIUMTEXT COLLATE utf8mb4_unicode_520_ci NOT NULL,
+  `action` VARCHAR(255) DEFAULT NULL,
+  `reporting_controller` VARCHAR(255) DEFAULT NULL,
+  `reporting_instance` VARCHAR(255) DEFAULT NULL,
+  `source_component` VARCHAR(255) DEFAULT NULL,
+  `source_host` VARCHAR(255) DEFAULT NULL,
+  `event_name` VARCHAR(253) NOT NULL,
+  `event_namespace` VARCHAR(63) NOT NULL,
+  `count` INT UNSIGNED NOT NULL,
+  `first_seen` DATETIME(6) NOT NULL COMMENT 'UTC',
+  `last_seen` DATETIME(6) NOT NULL COMMENT 'UTC, the latest occurrence',
+  `shipped_at` DATETIME(6) NOT NULL COMMENT 'UTC',
+  PRIMARY KEY (`uid`),
+  KEY `last_seen` (`last_seen`),
+  KEY `type_last_seen` (`type`, `last_seen`),
+  KEY `namespace_last_seen` (`namespace`, `last_seen`),
+  KEY `object_last_seen` (`kind`, `name`, `namespace`, `last_seen`),
+  KEY `reason_last_seen` (`reason`, `last_seen`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Kubernetes events, one row per event (kube-event-shipper)'"""
+
+_OCCURRENCE_DDL = """CREATE TABLE IF NOT EXISTS `{table}_occurrence` (
+  `uid` VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  `resource_version` VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  `count` INT UNSIGNED NOT NULL,
+  `occurred_at` DATETIME(6) NOT NULL COMMENT 'UTC, this occurrence (last_seen of the version)',
+  `shipped_at` DATETIME(6) NOT NULL COMMENT 'UTC',
+  PRIMARY KEY (`uid`, `resource_version`),
+  KEY `occurred_at` (`occurred_at`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Kubernetes event versions (kube-event-shipper)'"""
+
+#: MIGRATIONS[v] takes a table from schema version v to v + 1 (0: nothing there yet).
+#: Later steps must be safe to re-run after a crash half-way (MySQL has no ADD COLUMN IF NOT
+#: EXISTS: check information_schema first).
+MIGRATIONS: list[list[str]] = [[_EVENT_DDL, _OCCURRENCE_DDL]]
+
+COLUMNS = (
+    "uid", "resource_version", "cluster", "namespace", "kind", "name", "object_uid",
+    "api_version", "field_path", "type", "reason", "message", "action", "reporting_controller",
+    "reporting_instance", "source_component", "source_host", "event_name", "event_namespace",
+    "count", "first_seen", "last_seen", "shipped_at",
+)  # fmt: skip
+OCCURRENCE_COLUMNS = ("uid", "resource_version", "count", "occurred_at", "shipped_at")
+
+# A version replaces the row's only if it is newer: a later last_seen, or the same and a higher
+# count, or both the same and another resource_version (the last written wins a tie, as in the
+# sqlite sink). The same version again (a replay) leaves the row untouched, shipped_at included.
+# MySQL applies the assignments left to right, each seeing the ones before: count, last_seen and
+# resource_version come last, in that order, so each condition still gives the answer it gave
+# for the row as it was (a version's count and time never differ without its resource_version).
+_NEWER = (
+    "(VALUES(`last_seen`) > `last_seen` OR (VALUES(`last_seen`) = `last_seen` AND"
+    " (VALUES(`count`) > `count` OR (VALUES(`count`) = `count` AND"
+    " VALUES(`resource_version`) <> `resource_version`))))"
+)
+_LAST = ("count", "last_seen", "resource_version")
+_TAKEN = [c for c in COLUMNS if c not in ("uid", "first_seen", *_LAST)]
+
+
+def schema_statements(table: str) -> list[str]:
+    """The DDL of the current version for ``table``, in order (what schemas/mysql.sql holds)."""
+    return [_VERSION_DDL] + [ddl.format(table=table) for step in MIGRATIONS for ddl in step]
+
+
+def upsert_sql(table: str) -> tuple[str, str]:
+    """The multi-row upsert into ``table``: (text before the rows, text after them)."""
+    updates = [f"`{c}` = IF({_NEWER}, VALUES(`{c}`), `{c}`)" for c in _TAKEN]
+    updates.append("`first_seen` = LEAST(`first_seen`, VALUES(`first_seen`))")
+    updates += [f"`{c}` = IF({_NEWER}, VALUES(`{c}`), `{c}`)" for c in _LAST]
+    return (
+        f"INSERT INTO `{table}` ({', '.join(f'`{c}`' for c in COLUMNS)}) VALUES ",
+        f" ON DUPLICATE KEY UPDATE {', '.join(updates)}",
+    )
+
+
+def occurrence_sql(table: str) -> tuple[str, str]:
+    columns = ", ".join(f"`{c}`" for c in OCCURRENCE_COLUMNS)
+    return (
+        f"INSERT INTO `{table}_occurrence` ({columns}) VALUES ",
+        " ON DUPLICATE KEY UPDATE `uid` = `uid`",
+    )
+
+
+#: Longest statement sent (pymysql's own default); every server takes at least 4 MiB (MySQL
+#: 5.7; 16 MiB MariaDB, 64 MiB MySQL 8). A single larger row is sent alone.
+MAX_STATEMENT = 1_024_000
+
+
+#: MySQL's string escapes, as pymysql's table: a list is a faster str.translate table than a
+#: dict, and characters past its end are kept. The session's sql_mode keeps backslash escapes on.
+_ESCAPES = [chr(x) for x in range(128)]
+for _char, _escaped in {
+    "\0": "\\0",
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\x1a": "\\Z",
+    "'": "\\'",
+    '"': '\\"',
+}.items():
+    _ESCAPES[ord(_char)] = _escaped
+
+
+def values(row: tuple[Any, ...]) -> bytes:
+    """``('a', 1, None)`` -> ``b"('a',1,NULL)"``. Done here rather than by pymysql's
+    ``executemany``, which costs three times the CPU per value."""
+    return (
+        "("
+        + ",".join(
+            [
+                "NULL"
+                if v is None
+                else str(v)
+                if type(v) is int
+                else "'" + v.translate(_ESCAPES) + "'"
+                for v in row
+            ]
+        )
+        + ")"
+    ).encode("utf-8", "replace")
+
+
+def statements(head: str, rows: Sequence[bytes], tail: str) -> list[bytes]:
+    """Multi-row statements of at most MAX_STATEMENT bytes (a larger row goes alone)."""
+    prefix, suffix = head.encode(), tail.encode()
+    out: list[bytes] = []
+    chunk: list[bytes] = []
+    size = len(prefix) + len(suffix)
+    for row in rows:
+        if chunk and size + len(row) + 1 > MAX_STATEMENT:
+            out.append(prefix + b",".join(chunk) + suffix)
+            chunk, size = [], len(prefix) + len(suffix)
+        chunk.append(row)
+        size += len(row) + 1
+    if chunk:
+        out.append(prefix + b",".join(chunk) + suffix)
+    return out
+
+
+def sql_time(ts: str | None) -> str | None:
+    """``2026-11-20T10:00:00.123456Z`` -> ``2026-11-20 10:00:00.123456`` (a DATETIME(6), UTC)."""
+    return f"{ts[:10]} {ts[11:26]}" if ts else None
+
+
+# -- server errors, by number
+
+#: The server refused this row's values (strict mode); the event is dead-lettered. 1153: the
+#: row is larger than max_allowed_packet (the server then drops the connection).
+ROW_ERRORS = frozenset(
+    {1048, 1153, 1263, 1264, 1265, 1292, 1300, 1366, 1367, 1406, 1411, 1452, 1690, 3819, 4025}
+)
+ACCESS_DENIED, NO_SUCH_DATABASE, DB_ACCESS_DENIED, NO_SUCH_TABLE = 1045, 1049, 1044, 1146
+
+
+def error_code(exc: BaseException) -> int:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else 0
+
+
+def error_text(exc: BaseException) -> str:
+    """The server's or the driver's words, one line: ``Access denied for user ... (1045)``."""
+    code = error_code(exc)
+    args = getattr(exc, "args", ())
+    if code:
+        message = str(args[1]) if len(args) > 1 else str(exc)
+    elif args and args[0] == 0:  # pymysql's InterfaceError(0, ''): a closed connection
+        message = "the connection is closed"
+    else:
+        message = str(exc) or type(exc).__name__
+    message = " ".join(message.split())
+    return f"{message} ({code})" if code else message
+
+
+# -- the URI
+
+
+_DSN = re.compile(
+    r"(?:(?P<userinfo>.*)@)?"  # greedy: the last @ that leaves an address and a database
+    r"(?P<net>tcp|tcp4|tcp6|unix)?(?:\((?P<addr>[^()]*)\))?"
+    r"/(?P<db>[^?/@()]*)"
+    r"(?:\?(?P<query>.*))?",
+    re.DOTALL,
+)
+_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,52}")  # 64 with "_occurrence"
+_EXAMPLES = (
+    "mysql:?USER:PASSWORD@tcp(HOST:3306)/DATABASE or mysql://USER:PASSWORD@HOST:3306/DATABASE"
+)
+
+#: go-sql-driver options that mean nothing to this sink: accepted, so DSNs copy unchanged.
+GO_DRIVER_OPTIONS = (
+    "loc", "collation", "allowAllFiles", "allowCleartextPasswords", "allowFallbackToPlaintext",
+    "allowNativePasswords", "allowOldPasswords", "checkConnLiveness", "clientFoundRows",
+    "columnsWithAlias", "interpolateParams", "maxAllowedPacket", "multiStatements",
+    "rejectReadOnly", "serverPubKey", "timeTruncate", "connectionAttributes", "autocommit",
+)  # fmt: skip
+
+
+def parse_charset(text: str) -> str:
+    for name in parse_list(text):
+        if name.lower() in ("utf8mb4", "utf8", "utf8mb3"):
+            return "utf8mb4"
+    raise ValueError(
+        "expected utf8mb4 (or utf8): the shipper always speaks utf8mb4, so that any message"
+        " (emoji included) is stored intact"
+    )
+
+
+parse_charset.__name__ = "utf8mb4|utf8"
+
+PARAMS: tuple[Param, ...] = (
+    Param("table", str, DEFAULT_TABLE, "Table of events (one row per Event); versions go to <table>_occurrence. Letters, digits, _."),
+    Param("user", str, None, "User, where the DSN or URL has none.", aliases=("username",)),
+    Param("password", str, None, "Password, where the DSN or URL has none: password_file=/path or password=$VAR.", secret=True),
+    Param("cluster_name", str, None, "The cluster column (default --cluster-name).", aliases=("cluster",)),
+    Param("tls", choice("false", "true", "skip-verify", "preferred"), None, "TLS as in Go: true (verify the certificate and host name), skip-verify, preferred (TLS if offered, unverified), false. Default false, true when a tls_* file is given."),
+    Param("tls_ca", str, None, "CA bundle that signed the server's certificate (default: the system's).", aliases=("ssl_ca",)),
+    Param("tls_cert", str, None, "Client certificate (mutual TLS).", aliases=("ssl_cert",)),
+    Param("tls_key", str, None, "Client key (mutual TLS).", aliases=("ssl_key",)),
+    Param("timeout", parse_duration, 10.0, "Connect timeout (Go DSN's timeout)."),
+    Param("readTimeout", parse_duration, 60.0, "Timeout of one read from the server.", aliases=("read_timeout",)),
+    Param("writeTimeout", parse_duration, 60.0, "Timeout of one write to the server.", aliases=("write_timeout",)),
+    Param("charset", parse_charset, "utf8mb4", "utf8mb4 (utf8 is read as utf8mb4: a 3-byte utf8 connection would refuse emoji)."),
+    Param("parseTime", str, [], "Go driver options (parseTime, " + ", ".join(GO_DRIVER_OPTIONS) + "): accepted so that a kube-eventer DSN works unchanged; no effect (times are always UTC).", repeat=True, aliases=GO_DRIVER_OPTIONS),
+)  # fmt: skip
+
+
+class MySQLSink(Sink):
+    scheme = "mysql"
+    aliases = ("mariadb",)
+    summary = "MySQL 5.7+/8.x or MariaDB: one row per event updated in place, plus every version"
+    params = PARAMS
+    guarantee = (
+        "exactly once: one row per event (upsert by uid, never rolled back to an older version)"
+        " and one row per event version (uid, resource_version)"
+    )
+    default_batch_size = 1000
+    default_flush_interval = 0.5
+
+    db: Any = None
+    server_version: str = ""
+    _used = 0.0
+
+    # -- the URI
+
+    @classmethod
+    def parse_uri(cls, text: str, *, where: str) -> Uri:
+        """Split the whole ``--sink`` text: the DSN's own ``?`` is not the first one.
+
+        ``mysql:?u:p@tcp(h:3306)/db?charset=utf8mb4&table=t`` -> rest ``u:p@tcp(h:3306)/db``,
+        query ``charset=utf8mb4&table=t``; ``mysql://u:p@h/db?table=t`` -> rest ``//u:p@h/db``.
+        """
+        scheme, _, body = text.strip().partition(":")
+        if body.startswith("//"):
+            rest, _, query = body.partition("?")
+        else:
+            dsn = body[1:] if body.startswith("?") else body
+            match = _DSN.fullmatch(dsn)
+            if not dsn or match is None:
+                raise UsageError(
+                    f"{where}: no server given; expected {_EXAMPLES}"
+                    if not dsn or ("@" not in dsn and "/" not in dsn)
+                    else f"{where}: the DSN is not USER:PASSWORD@tcp(HOST:PORT)/DATABASE; expected {_EXAMPLES}"
+                )
+            rest, query = dsn[: match.end("db")], match.group("query") or ""
+        return Uri(scheme.lower(), rest, parse_qsl(query, keep_blank_values=True))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        where = f"--sink {self.scheme}"
+        self.table = self.options["table"]
+        if not _TABLE.fullmatch(self.table) or self.table == VERSION_TABLE:
+            raise UsageError(
+                f"{where}: parameter table={self.table!r}: expected a name of letters, digits and"
+                " _ that does not start with a digit, at most 53 characters"
+            )
+        self.connect_args = self._connect_args(where)
+        self.cluster = self.options["cluster_name"] or self.ctx.cluster
+        self.tls = self.options["tls"] or (
+            "true" if any(self.options[p] for p in ("tls_ca", "tls_cert", "tls_key")) else "false"
+        )
+        for name in ("tls_ca", "tls_cert", "tls_key"):
+            path = self.options[name]
+            if path is not None and not os.access(path, os.R_OK):
+                raise UsageError(f"{where}: parameter {name}={path!r}: cannot read it")
+        if bool(self.options["tls_cert"]) != bool(self.options["tls_key"]):
+            raise UsageError(f"{where}: give tls_cert and tls_key together")
+        if self.tls == "false" and any(self.options[p] for p in ("tls_ca", "tls_cert")):
+            raise UsageError(f"{where}: tls=false, but tls_ca/tls_cert given")
+        self._upsert = upsert_sql(self.table)
+        self._occurrence = occurrence_sql(self.table)
+
+    def _connect_args(self, where: str) -> dict[str, Any]:
+        """host/port or unix_socket, user, password, database from the DSN or URL."""
+        rest = self.uri.rest
+        if rest.startswith("//"):  # a URL: percent-encoded parts
+            try:
+                parts = urlsplit(f"mysql:{rest}")
+                port = parts.port
+            except ValueError as exc:
+                raise UsageError(f"{where}: {exc}; expected {_EXAMPLES}") from None
+            user = unquote(parts.username) if parts.username is not None else None
+            password = unquote(parts.password) if parts.password is not None else None
+            net, host, database = "tcp", parts.hostname or "", unquote(parts.path.lstrip("/"))
+            address = None
+        else:
+            match = _DSN.fullmatch(rest)
+            if match is None:
+                raise UsageError(f"{where}: expected {_EXAMPLES}")
+            userinfo = match.group("userinfo")
+            user, password = None, None
+            if userinfo is not None:
+                user, sep, pw = userinfo.partition(":")
+                password = pw if sep else None
+            net, address, database = (
+                match.group("net") or "tcp",
+                match.group("addr"),
+                match.group("db"),
+            )
+            host, port = "127.0.0.1", None
+        expand = lambda text: expand_env(text, where=where)  # noqa: E731
+        user = expand(user) if user else self.options["user"]
+        if password is not None and self.options["password"] is not None:
+            raise UsageError(
+                f"{where}: the password is given twice (in the DSN and as a parameter)"
+            )
+        password = expand(password) if password is not None else self.options["password"]
+        database = expand(database or "")
+        if not user:
+            raise UsageError(f"{where}: no user given; expected {_EXAMPLES}")
+        if not database:
+            raise UsageError(f"{where}: no database given; expected {_EXAMPLES}")
+        args: dict[str, Any] = {"user": user, "password": password or "", "database": database}
+        if net == "unix":
+            if not address:
+                raise UsageError(
+                    f"{where}: unix() needs the socket's path, e.g. unix(/run/mysqld/mysqld.sock)"
+                )
+            args["unix_socket"] = expand(address)
+            return args
+        if address:  # tcp(HOST:PORT), tcp([::1]:PORT), tcp(HOST)
+            address = expand(address)
+            host, port_text = address, ""
+            if address.startswith("["):
+                host, _, tail = address[1:].partition("]")
+                port_text = tail[1:] if tail.startswith(":") else ""
+            elif address.count(":") == 1:
+                host, _, port_text = address.partition(":")
+            if port_text:
+                if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                    raise UsageError(f"{where}: port {port_text!r} is not a port number")
+                port = int(port_text)
+        if not host:
+            raise UsageError(f"{where}: no host given; expected {_EXAMPLES}")
+        args.update(host=host, port=port or DEFAULT_PORT)
+        return args
+
+    # -- connecting
+
+    def _ssl_args(self) -> dict[str, Any]:
+        if self.tls == "false":
+            return {"ssl_disabled": True}
+        context = ssl.create_default_context(cafile=self.options["tls_ca"])
+        if self.tls != "true":  # skip-verify, preferred
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.options["tls_cert"]:
+            context.load_cert_chain(self.options["tls_cert"], self.options["tls_key"])
+        if self.tls == "preferred":  # pymysql: TLS when the server offers it, else plain
+            return {}
+        return {"ssl": context}
+
+    def connect(self) -> Any:
+        """A new connection with the session set up and the schema migrated."""
+        import pymysql
+
+        options = self.options
+        try:
+            db = pymysql.connect(
+                **self.connect_args,
+                charset="utf8mb4",
+                autocommit=False,
+                connect_timeout=max(1, round(options["timeout"])),
+                read_timeout=options["readTimeout"] or None,
+                write_timeout=options["writeTimeout"] or None,
+                **self._ssl_args(),
+            )
+        except pymysql.MySQLError as exc:
+            raise TransientError(self._connect_error(exc)) from None
+        except RuntimeError as exc:  # pymysql: "'cryptography' package is required ..."
+            raise TransientError(
+                f"{exc}: the user authenticates with caching_sha2_password or sha256_password;"
+                " install cryptography (pip install 'pymysql[rsa]') or use tls=true"
+            ) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise TransientError(f"cannot connect to {self.where()}: {exc}") from None
+        try:
+            with db.cursor() as cur:
+                cur.execute(f"SET time_zone = '+00:00', sql_mode = '{SQL_MODE}'")
+                cur.execute("SELECT VERSION()")
+                self.server_version = str(cur.fetchone()[0])
+            self.migrate(db)
+        except pymysql.MySQLError as exc:
+            _close_quietly(db)
+            raise TransientError(f"{self.where()}: {error_text(exc)}") from None
+        except BaseException:
+            _close_quietly(db)
+            raise
+        return db
+
+    def _connect_error(self, exc: BaseException) -> str:
+        code, text = error_code(exc), error_text(exc)
+        if code == ACCESS_DENIED:
+            return f"{text}: check the user and the password (password_file=, $VAR)"
+        if code == NO_SUCH_DATABASE:
+            database = self.connect_args["database"]
+            return (
+                f"{text}: create it (CREATE DATABASE `{database}` CHARACTER SET utf8mb4)"
+                " or fix the database in the URI"
+            )
+        if code == DB_ACCESS_DENIED:  # what a user without global privileges gets for both
+            database = self.connect_args["database"]
+            return (
+                f"{text}: the database does not exist or the user may not use it"
+                f" (CREATE DATABASE `{database}` CHARACTER SET utf8mb4;"
+                f" GRANT SELECT, INSERT, UPDATE, CREATE ON `{database}`.* TO the user)"
+            )
+        if code == 2026:  # CR_SSL_CONNECTION_ERROR
+            return f"{text}: tls={self.tls}, but no TLS connection could be made"
+        return text
+
+    def migrate(self, db: Any) -> int:
+        """Bring ``table`` to SCHEMA_VERSION; return the version found. Idempotent."""
+        found = self._version(db)
+        if found >= SCHEMA_VERSION:
+            if found > SCHEMA_VERSION:
+                log.warning(
+                    "Sink %s: table %s has schema version %d, newer than this shipper's %d;"
+                    " writing the columns it knows.",
+                    self.scheme, self.table, found, SCHEMA_VERSION,
+                )  # fmt: skip
+            return found
+        lock = f"kes.{self.table}"  # MySQL: lock names of at most 64 characters
+        with db.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 60)", (lock,))
+            if cur.fetchone()[0] != 1:
+                raise TransientError(f"another migration of {self.table} holds the lock {lock}")
+            try:
+                cur.execute(_VERSION_DDL)
+                found = self._version(db)
+                if found == 0:
+                    self._check_not_foreign(cur)
+                for version in range(found, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[version]:
+                        cur.execute(statement.format(table=self.table))
+                    cur.execute(
+                        f"INSERT INTO `{VERSION_TABLE}` (`table_name`, `version`, `migrated_at`)"
+                        " VALUES (%s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE"
+                        " `version` = VALUES(`version`), `migrated_at` = VALUES(`migrated_at`)",
+                        (self.table, version + 1),
+                    )
+                    db.commit()
+                    log.info(
+                        "Sink %s: table %s migrated to schema version %d.",
+                        self.scheme, self.table, version + 1,
+                    )  # fmt: skip
+            finally:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (lock,))
+                cur.fetchall()
+        return found
+
+    def _version(self, db: Any) -> int:
+        import pymysql
+
+        try:
+            with db.cursor() as cur:
+                cur.execute(
+                    f"SELECT `version` FROM `{VERSION_TABLE}` WHERE `table_name` = %s",
+                    (self.table,),
+                )
+                row = cur.fetchone()
+        except pymysql.MySQLError as exc:
+            if error_code(exc) == NO_SUCH_TABLE:
+                return 0
+            raise
+        db.commit()
+        return int(row[0]) if row else 0
+
+    def _check_not_foreign(self, cur: Any) -> None:
+        """Tables of our names without our version row: ours if they have our columns (a crash
+        between CREATE and the version row), else someone else's (kube-eventer's kube_event)."""
+        for table, columns in (
+            (self.table, COLUMNS),
+            (f"{self.table}_occurrence", OCCURRENCE_COLUMNS),
+        ):
+            cur.execute(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (table,),
+            )
+            existing = {str(row[0]).lower() for row in cur.fetchall()}
+            if existing and not set(columns) <= existing:
+                raise TransientError(
+                    f"table {table} exists but was not made by kube-event-shipper (kube-eventer's"
+                    f" own?); give another table=... or rename it"
+                )
+
+    def where(self) -> str:
+        args = self.connect_args
+        address = args.get("unix_socket") or f"{args['host']}:{args['port']}"
+        return f"{args['user']}@{address}/{args['database']}"
+
+    def open(self) -> None:
+        if self.db is None:
+            self.db = self.connect()
+            self._used = time.monotonic()
+        log.info(
+            "Sink %s: %s at %s, table %s and %s_occurrence (schema version %d).",
+            self.scheme, self.server_version, self.where(), self.table, self.table, SCHEMA_VERSION,
+        )  # fmt: skip
+
+    def _connection(self) -> Any:
+        if self.db is not None and time.monotonic() - self._used > PING_AFTER:
+            try:  # the server may have closed an idle connection (wait_timeout)
+                self.db.ping(reconnect=False)
+            except Exception:
+                self._drop()
+        if self.db is None:
+            self.db = self.connect()
+        self._used = time.monotonic()
+        return self.db
+
+    def _drop(self) -> None:
+        if self.db is not None:
+            _close_quietly(self.db)
+            self.db = None
+
+    # -- writing
+
+    def rows(self, events: Sequence[Event]) -> tuple[list[bytes], list[bytes]]:
+        """Each event's row and occurrence row, as SQL value lists."""
+        shipped_at = sql_time(utc_now())
+        cluster = self.cluster
+        rows, occurrences = [], []
+        for e in events:
+            last_seen = sql_time(e.last_timestamp)
+            rows.append(values((
+                e.uid, e.resource_version, cluster, e.object_namespace or "", e.object_kind or "",
+                e.object_name or "", e.object_uid, e.object_api_version, e.object_field_path,
+                e.type, e.reason, e.message, e.action, e.reporting_controller,
+                e.reporting_instance, e.source_component, e.source_host, e.name, e.namespace,
+                int(e.count), sql_time(e.first_timestamp), last_seen, shipped_at,
+            )))  # fmt: skip
+            occurrences.append(
+                values((e.uid, e.resource_version, int(e.count), last_seen, shipped_at))
+            )
+        return rows, occurrences
+
+    def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
+        import pymysql
+
+        rows, occurrences = self.rows(events)
+        try:
+            self._transaction(rows, occurrences)
+            return []
+        except pymysql.MySQLError as exc:
+            if error_code(exc) not in ROW_ERRORS:
+                raise self._transient(exc) from None
+            if len(events) == 1:
+                return [Rejected(0, self._refused(exc))]
+            log.info(
+                "Sink %s: the server refused a row of a batch of %d (%s); writing them one by one.",
+                self.scheme, len(events), error_text(exc),
+            )  # fmt: skip
+        rejected = []
+        for index in range(len(events)):
+            try:
+                self._transaction(rows[index : index + 1], occurrences[index : index + 1])
+            except pymysql.MySQLError as exc:
+                if error_code(exc) not in ROW_ERRORS:
+                    raise self._transient(exc) from None
+                rejected.append(Rejected(index, self._refused(exc)))
+        return rejected
+
+    def _transaction(self, rows: list[bytes], occurrences: list[bytes]) -> None:
+        """One transaction: the rows' upsert, then their occurrences."""
+        db = self._connection()
+        try:
+            with db.cursor() as cur:
+                for statement in [
+                    *statements(self._upsert[0], rows, self._upsert[1]),
+                    *statements(self._occurrence[0], occurrences, self._occurrence[1]),
+                ]:
+                    cur.execute(statement)
+            db.commit()
+        except BaseException:
+            try:
+                db.rollback()
+            except Exception:
+                self._drop()
+            raise
+
+    def _refused(self, exc: BaseException) -> str:
+        if error_code(exc) == 1153:  # the server closes the connection after this one
+            self._drop()
+        return f"MySQL refused the row: {error_text(exc)}"
+
+    def _transient(self, exc: BaseException) -> TransientError:
+        """Any other failure: reconnect on the next write (the connection may be gone, the table
+        dropped, a lock timed out; reconnecting costs one handshake) and retry the batch."""
+        self._drop()
+        return TransientError(f"{self.where()}: {error_text(exc)}")
+
+    def close(self) -> None:
+        self._drop()
+
+    def describe(self) -> str:
+        return f"mysql {self.where()} table={self.table}"
+
+
+def _close_quietly(db: Any) -> None:
+    try:
+        db.close()
+    except Exception:
+        with contextlib.suppress(Exception):
+            db._force_close()
