@@ -195,12 +195,16 @@ class Shipper:
     def __init__(self, settings: Settings, *, api_client: Any = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        ctx = SinkContext(cluster=settings.cluster, state_dir=settings.state_dir)
+        ctx = SinkContext(
+            cluster=settings.cluster, state_dir=settings.state_dir, metrics=self.metrics
+        )
         # Everything that can be wrong with the input is found here, before anything starts.
         self.config = load_config(settings.config) if settings.config else None
         if self.config is not None:
             self._apply_config(self.config)
-            ctx = SinkContext(cluster=settings.cluster, state_dir=settings.state_dir)
+            ctx = SinkContext(
+                cluster=settings.cluster, state_dir=settings.state_dir, metrics=self.metrics
+            )
         self.source_settings = SourceSettings.from_uri(settings.source)
         sinks = build_sinks(settings.sinks, ctx, self.config)
         self.api_client = api_client or build_api_client(self.source_settings)

@@ -25,6 +25,14 @@ class Metrics:
             ["sink", "outcome"],
             registry=r,
         )
+        self.notify_events = Counter(
+            "kube_event_shipper_notify_events",
+            "Events a chat or webhook sink handled, by outcome: sent (a message of its own),"
+            " digested (folded into a digest message past the rate limit), suppressed (a count"
+            " update within realert, or older than max_age). All count as shipped.",
+            ["sink", "outcome"],
+            registry=r,
+        )
         self.sink_queue = Gauge(
             "kube_event_shipper_sink_queue_length", "Events waiting per sink.", ["sink"], registry=r
         )

@@ -20,6 +20,14 @@ REGISTRY: dict[str, str] = {
     "opensearch": "shipper.sinks.opensearch:OpenSearchSink",
     "mysql": "shipper.sinks.mysql:MySQLSink",
     "mariadb": "shipper.sinks.mysql:MySQLSink",
+    "dingtalk": "shipper.sinks.dingtalk:DingTalkSink",
+    "wechat": "shipper.sinks.wechat:WeChatSink",
+    "wecom": "shipper.sinks.wechat:WeChatSink",
+    "slack": "shipper.sinks.slack:SlackSink",
+    "lark": "shipper.sinks.lark:LarkSink",
+    "feishu": "shipper.sinks.lark:LarkSink",
+    "teams": "shipper.sinks.teams:TeamsSink",
+    "webhook": "shipper.sinks.webhook:WebhookSink",
 }
 
 

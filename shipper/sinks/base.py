@@ -50,6 +50,9 @@ class SinkContext:
 
     cluster: str
     state_dir: str | None
+    #: The daemon's :class:`shipper.metrics.Metrics`, for sinks that count more than the
+    #: pipeline does (notifiers: sent / digested / suppressed); None where nobody passes it.
+    metrics: Any = None
 
 
 class Sink(ABC):
