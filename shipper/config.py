@@ -12,6 +12,8 @@ Where theirs fails silently, this one says so at start-up, with the file and lin
 - a value that is no valid regex but plainly a glob (their README's ``namespace: "*test*"``) is
   read as the glob its author meant, with a warning; any other invalid regex is an error;
 - an unknown key, an unknown receiver, or a receiver type we do not ship is an error;
+- ``layout`` is refused at start-up on every receiver (stores write the documented schema;
+  a webhook takes a body template file, ``body_template``, given with ``--sink``);
 - an event goes to a receiver once even if several rules send it there (theirs sends it once per
   rule);
 - ``maxEventAgeSeconds`` is accepted and not applied: the checkpoint already prevents replays on
@@ -376,13 +378,17 @@ RENAMES: dict[str, dict[str, str | None]] = {
     },
 }  # fmt: skip
 RENAMES["opensearch"] = RENAMES["elasticsearch"]
+RENAMES["slack"] = {
+    "token": "token", "channel": "channel", "message": "message", "title": "title", "color": "color",
+    "footer": "footer", "author_name": "author_name", "fields": "field",
+    "api_url": "api_url",  # ours: a Slack-compatible API elsewhere (Mattermost, a proxy)
+}  # fmt: skip
+RENAMES["webhook"] = {"endpoint": "", "headers": "header"}
+RENAMES["teams"] = {"endpoint": ""}
 SCHEMES = {
-    "stdout": "log",
-    "file": "file",
-    "elasticsearch": "elasticsearch",
-    "opensearch": "opensearch",
-    "kafka": "kafka",
-}
+    "stdout": "log", "file": "file", "elasticsearch": "elasticsearch", "opensearch": "opensearch",
+    "kafka": "kafka", "slack": "slack", "webhook": "webhook", "teams": "teams",
+}  # fmt: skip
 
 
 def receiver_uri(receiver: Receiver, where: Where) -> tuple[str, str, list[tuple[str, str]]]:
@@ -419,6 +425,8 @@ def receiver_uri(receiver: Receiver, where: Where) -> tuple[str, str, list[tuple
             rest = str(value)
         elif isinstance(value, list):
             pairs += [(ours, str(item)) for item in value]
+        elif isinstance(value, dict):  # fields / headers: NAME=VALUE each
+            pairs += [(ours, f"{k}={v}") for k, v in value.items()]
         elif isinstance(value, bool):
             pairs.append((ours, "true" if value else "false"))
         else:

@@ -288,3 +288,52 @@ def test_check_prints_the_routing_and_dry_runs_events(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "config.yaml:1: receiver 'nowhere' is not defined" in done.stderr
+
+
+SLACK_PRODUCTION = """\
+clusterName: stack
+route:
+  routes:
+    - match:
+        - receiver: dump
+    - drop:
+        - type: Normal
+        - reason: "NodeSysctlChange|KubeletStart|ContainerdStart|DockerStart|IngressGCE_RemoveNodes|Sync"
+      match:
+        - receiver: slack
+receivers:
+  - name: dump
+    stdout: {}
+  - name: slack
+    slack:
+      token: xoxb-1-2-abc
+      channel: C123
+      message: "{{ .Reason }} on {{ .InvolvedObject.Name }}"
+      fields:
+        namespace: "{{ .InvolvedObject.Namespace }}"
+        object: "{{ .InvolvedObject.Name }}"
+      api_url: API_URL
+"""
+
+
+def test_warnings_to_slack_end_to_end(shipper_factory, kube_env, kube_api, namespace, tmp_path):
+    from receivers import SlackReceiver
+
+    with SlackReceiver() as slack:
+        path = write(tmp_path, SLACK_PRODUCTION.replace("API_URL", f"{slack.url}/api"))
+        shipper = shipper_factory([
+            f"--source=kubernetes:?auth={kube_env['KUBECONFIG']}&namespaces={namespace}",
+            f"--config={path}", f"--state-dir={tmp_path / 'state'}",
+        ]).start()  # fmt: skip
+        core_event(kube_api, namespace, type_="Normal", reason="Pulled", obj="a")
+        core_event(kube_api, namespace, reason="BackOff", obj="b")
+        core_event(kube_api, namespace, reason="Sync", obj="c")
+        core_event(kube_api, namespace, reason="OOMKilling", obj="d")
+        wait_for(lambda: len(shipper.stdout_docs()) == 4, what="everything on stdout")
+        wait_for(lambda: len(slack.messages) == 2, timeout=30, what="two Slack messages")
+        texts = sorted(json.dumps(m) for m in slack.messages)
+        assert "BackOff on b" in texts[0] and "OOMKilling on d" in texts[1]
+        assert all(namespace in text for text in texts)
+        assert slack.problems == []
+        assert shipper.stop() == 0
+        assert "xoxb-1-2-abc" not in shipper.stderr()
