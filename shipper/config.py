@@ -334,7 +334,11 @@ def load(path: str) -> Config:
         used_receivers=used,
     )
     if config.uses_labels():
-        log.info("--config %s: rules match labels or annotations: enrichment is on.", path)
+        log.warning(
+            "--config %s: some rules match the involved object's labels or annotations; this"
+            " version does not look them up yet (enrichment), so those rules do not match.",
+            path,
+        )
     return config
 
 
