@@ -136,7 +136,7 @@ def test_no_secret_reaches_the_log_and_bad_credentials_are_one_line(run, kube_ap
     secrets = {
         "dingtalk token": "dtTOKENsecret42",
         "dingtalk sign": "SECsignsecret4242",
-        "slack token": "xoxb-111-222-slacksecret",
+        "slack token": "xoxb-11-22-x",
         "wecom secret": "wecomCORPsecret42",
         "lark hook": "larkHOOKsecret-42",
         "lark sign": "larkSIGNsecret42",

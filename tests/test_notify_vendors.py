@@ -244,9 +244,9 @@ def test_wecom_group_robot_markdown_and_mentions():
 
 
 def test_slack_chat_post_message_block_kit():
-    with SlackReceiver(token="xoxb-9-9-secret", channels=("C123",)) as slack:
+    with SlackReceiver(token="xoxb-9-9-sek", channels=("C123",)) as slack:
         s = sink(
-            f"slack:?token=xoxb-9-9-secret&channel=C123&api_url={slack.url}/api"
+            f"slack:?token=xoxb-9-9-sek&channel=C123&api_url={slack.url}/api"
             "&message={{ .Message }}&field=namespace={{ .InvolvedObject.Namespace }}"
             "&field=object={{ .InvolvedObject.Name }}&footer=cluster {{ .ClusterName }}"
             "&link_template=https://grafana.example/d/x?var-namespace={{ .InvolvedObject.Namespace }}"
