@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from shipper.checkpoint import (
@@ -26,6 +26,7 @@ from shipper.checkpoint import (
 )
 from shipper.config import Config, Where, receiver_uri
 from shipper.config import load as load_config
+from shipper.enrich import Enricher, EnrichSettings
 from shipper.event import Event
 from shipper.health import HealthServer
 from shipper.leader import LeaderElector
@@ -98,6 +99,9 @@ class Settings:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    enrich: EnrichSettings = field(default_factory=lambda: EnrichSettings(enabled=False))
+    """Look up the involved object's labels, annotations and owner (shipper/enrich.py); on by
+    itself when a config file's rules match labels or annotations."""
 
 
 def build_sink(text: str, ctx: SinkContext) -> tuple[Sink, SinkSettings]:
@@ -208,6 +212,11 @@ class Shipper:
         self.source_settings = SourceSettings.from_uri(settings.source)
         sinks = build_sinks(settings.sinks, ctx, self.config)
         self.api_client = api_client or build_api_client(self.source_settings)
+        self.enricher = (
+            Enricher(self.api_client, self.metrics, settings.enrich)
+            if settings.enrich.enabled
+            else None
+        )
         dead_letters = DeadLetters(settings.state_dir)
         self.workers = [SinkWorker(s, cfg, self.metrics, dead_letters) for s, cfg in sinks]
         self.router = Router(self.workers, self.config)
@@ -233,6 +242,18 @@ class Shipper:
         if config.namespace and "namespaces=" not in settings.source:
             glue = "&" if "?" in settings.source else "?"
             settings.source = f"{settings.source}{glue}namespaces={config.namespace}"
+        if config.uses_labels() and not settings.enrich.enabled:
+            settings.enrich = replace(settings.enrich, enabled=True)
+            log.info(
+                "--config %s: rules match labels or annotations; enrichment is on.", config.path
+            )
+        if config.kube_qps or config.kube_burst:
+            # Their kubeQPS/kubeBurst throttled these lookups; here they size the bucket.
+            settings.enrich = replace(
+                settings.enrich,
+                qps=config.kube_qps or settings.enrich.qps,
+                burst=config.kube_burst or settings.enrich.burst,
+            )
         if config.leader_election and not settings.leader_elect:
             settings.leader_elect = True
             name = config.leader_election_id or "kube-event-shipper"
@@ -314,6 +335,8 @@ class Shipper:
             if position is not None:
                 self.ledger.mark(stream, position)
             return False
+        if self.enricher is not None:  # before routing: rules may match the labels
+            self.enricher.enrich(event)
         targets = self.router.targets(event)
         ticket = self.ledger.begin(
             stream, event.uid, event.resource_version, position, len(targets)
@@ -409,6 +432,13 @@ class Shipper:
     def _start(self) -> None:
         assert self.ledger is not None and self.source is not None
         store = self.ledger.store.describe()
+        if self.enricher is not None:
+            enrich = self.enricher.settings
+            log.info(
+                "Enrichment on: at most %g lookups/s (burst %d), never waited on; cache %d"
+                " objects for %.0f s.",
+                enrich.qps, enrich.burst, enrich.cache_size, enrich.cache_ttl,
+            )  # fmt: skip
         log.info(
             "Shipping %s to %s (checkpoint: %s, start: %s).",
             self.source_settings.describe(),

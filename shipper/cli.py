@@ -44,6 +44,20 @@ $VAR and ${VAR} expand from the environment.
 """
 
 
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -170,6 +184,41 @@ def run_parser() -> argparse.ArgumentParser:
         "--leader-elect-retry-period", type=_duration, default=2.0, metavar="DURATION",
         help="how often to try to take or renew the Lease (default: 2s)",
     )  # fmt: skip
+    enrich = parser.add_argument_group(
+        "enrichment",
+        "Add the involved object's labels, annotations and top owner (a Pod's Deployment) to"
+        " each event, so stores show them and config rules can match labels. Needs get on"
+        " those objects (the chart's enrichment.rules). Lookups never delay an event: past the"
+        " budget, or on an error, it ships without them (metric"
+        " kube_event_shipper_enrich_events_total). On by itself when --config rules match"
+        " labels or annotations.",
+    )
+    enrich.add_argument("--enrich", action="store_true", help="turn enrichment on")
+    enrich.add_argument(
+        "--enrich-qps", type=_positive(float), default=20.0, metavar="N",
+        help="lookups per second, on average (default: 20; a config file's kubeQPS too)",
+    )  # fmt: skip
+    enrich.add_argument(
+        "--enrich-burst", type=_positive(int), default=50, metavar="N",
+        help="lookups allowed at once after a quiet time (default: 50; kubeBurst too)",
+    )  # fmt: skip
+    enrich.add_argument(
+        "--enrich-cache-size", type=_positive(int), default=10_000, metavar="N",
+        help="objects kept (default: 10000; about 1 KiB each)",
+    )  # fmt: skip
+    enrich.add_argument(
+        "--enrich-cache-ttl", type=_duration, default=600.0, metavar="DURATION",
+        help="how long labels are trusted before they are looked up again (default: 10m)",
+    )  # fmt: skip
+    enrich.add_argument(
+        "--enrich-timeout", type=_duration, default=2.0, metavar="DURATION",
+        help="a lookup slower than this is abandoned; the event ships without labels"
+        " (default: 2s)",
+    )  # fmt: skip
+    enrich.add_argument(
+        "--enrich-owners", action=argparse.BooleanOptionalAction, default=True,
+        help="follow controller ownerReferences to the top owner (default: on)",
+    )  # fmt: skip
     parser.add_argument(
         "--checkpoint-interval",
         type=_duration,
@@ -220,6 +269,11 @@ def query_parser() -> argparse.ArgumentParser:
     parser.add_argument("--type", choices=("Normal", "Warning"))
     parser.add_argument("--reason", metavar="REGEX", help="regular expression on the reason")
     parser.add_argument("--message", metavar="TEXT", help="text in the message (any case)")
+    parser.add_argument(
+        "--owner",
+        metavar="[KIND/]NAME",
+        help="the involved object's top owner, e.g. Deployment/web (needs --enrich)",
+    )
     parser.add_argument("--limit", type=int, default=500, help="newest N events (default 500)")
     parser.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table")
     return parser
@@ -247,6 +301,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _enrich_settings(args: argparse.Namespace) -> Any:
+    """The --enrich* flags; off without --enrich (a config file may still turn it on)."""
+    from shipper.enrich import EnrichSettings
+
+    return EnrichSettings(
+        enabled=args.enrich,
+        qps=args.enrich_qps,
+        burst=args.enrich_burst,
+        cache_size=args.enrich_cache_size,
+        cache_ttl=args.enrich_cache_ttl,
+        timeout=args.enrich_timeout,
+        owners=args.enrich_owners,
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from shipper.app import Settings, Shipper
 
@@ -268,6 +337,7 @@ def _run(args: argparse.Namespace) -> int:
         lease_duration=args.leader_elect_lease_duration,
         renew_deadline=args.leader_elect_renew_deadline,
         retry_period=args.leader_elect_retry_period,
+        enrich=_enrich_settings(args),
     )
     try:
         shipper = Shipper(settings)
@@ -392,6 +462,7 @@ def _query(args: argparse.Namespace) -> int:
         type=args.type,
         reason=args.reason,
         message=args.message,
+        owner=args.owner,
         limit=args.limit,
     )
     try:
@@ -412,7 +483,7 @@ def _print_table(rows: list[dict[str, Any]], *, wide: bool) -> None:
         return
     headers = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE", "COUNT"]
     if wide:
-        headers[4:4] = ["NAMESPACE", "SOURCE", "FIRST SEEN"]
+        headers[4:4] = ["NAMESPACE", "OWNER", "SOURCE", "FIRST SEEN"]
     table = [headers]
     for row in rows:
         obj = f"{(row['kind'] or '').lower()}/{row['name'] or ''}"
@@ -426,7 +497,14 @@ def _print_table(rows: list[dict[str, Any]], *, wide: bool) -> None:
         ]
         if wide:
             source = row["reporting_controller"] or row["source_component"] or ""
-            line[4:4] = [row["namespace"], source, row["first_seen"][:19].replace("T", " ")]
+            owner = (
+                f"{(row['owner_kind'] or '').lower()}/{row['owner_name']}"
+                if row["owner_name"]
+                else ""
+            )
+            line[4:4] = [
+                row["namespace"], owner, source, row["first_seen"][:19].replace("T", " ")
+            ]  # fmt: skip
         table.append(line)
     message_col = headers.index("MESSAGE")
     widths = [max(len(r[i]) for r in table) for i in range(len(headers))]

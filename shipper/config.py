@@ -270,6 +270,9 @@ class Config:
     leader_election: bool = False
     leader_election_id: str | None = None
     used_receivers: list[str] = field(default_factory=list)
+    #: Their client-side throttle of label lookups; ours is the enrichment bucket, never waited on.
+    kube_qps: float | None = None
+    kube_burst: int | None = None
 
     def receivers_for(self, event: Event) -> list[str]:
         found: list[str] = []
@@ -332,14 +335,22 @@ def load(path: str) -> Config:
         leader_election=bool(election.get("enabled")),
         leader_election_id=election.get("leaderElectionID"),
         used_receivers=used,
+        kube_qps=_number(raw, "kubeQPS", float, where),
+        kube_burst=_number(raw, "kubeBurst", int, where),
     )
-    if config.uses_labels():
-        log.warning(
-            "--config %s: some rules match the involved object's labels or annotations; this"
-            " version does not look them up yet (enrichment), so those rules do not match.",
-            path,
-        )
     return config
+
+
+def _number(raw: Any, key: str, kind: type, where: Where) -> Any:
+    if raw.get(key) is None:
+        return None
+    try:
+        value = kind(raw[key])
+    except (TypeError, ValueError):
+        value = 0
+    if value <= 0 or isinstance(raw[key], bool):
+        raise where.error(raw.lines[key], f"{key}: expected a positive number, got {raw[key]!r}")
+    return value
 
 
 def _receivers(raw: Any, where: Where, line: int) -> dict[str, Receiver]:

@@ -88,6 +88,9 @@ class Event:
     #: The involved object's labels and annotations, when enrichment looked them up.
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
+    #: The involved object's top controller (a Pod's Deployment): kind, name, api_version, uid
+    #: and labels, when enrichment found it (shipper/enrich.py).
+    owner: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -144,6 +147,8 @@ class Event:
             kubernetes["labels"] = dict(self.labels)
         if self.annotations:
             kubernetes["annotations"] = dict(self.annotations)
+        if self.owner:
+            kubernetes["owner"] = dict(self.owner)
         orchestrator: dict[str, Any] = {"type": "kubernetes"}
         if self.cluster:
             orchestrator["cluster"] = {"name": self.cluster}

@@ -20,10 +20,12 @@ def request(
     query: list[tuple[str, Any]] | None = None,
     body: Any = None,
     content_type: str = "application/json",
+    accept: str = "application/json",
     read_timeout: float = 30.0,
+    connect_timeout: float = 10.0,
 ) -> Any:
     """Send one request; returns the urllib3 response, unread (status not checked)."""
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": accept}
     if body is not None:
         headers["Content-Type"] = content_type  # the client serializes the dict itself
     method, url, headers, body, post = api.param_serialize(
@@ -35,7 +37,7 @@ def request(
         auth_settings=["BearerToken"],
     )
     return api.call_api(
-        method, url, headers, body, post, _request_timeout=(10.0, read_timeout)
+        method, url, headers, body, post, _request_timeout=(connect_timeout, read_timeout)
     ).response
 
 

@@ -33,6 +33,26 @@ class Metrics:
             ["sink", "outcome"],
             registry=r,
         )
+        self.enrich_events = Counter(
+            "kube_event_shipper_enrich_events",
+            "Events by enrichment outcome: enriched, or shipped without labels because the"
+            " lookup budget was spent (rate_limited), the object is gone (not_found), RBAC"
+            " forbids it (forbidden), the lookup failed (error), the kind cannot be looked up"
+            " (unsupported) or the event names no object (skipped).",
+            ["outcome"],
+            registry=r,
+        )
+        self.enrich_requests = Counter(
+            "kube_event_shipper_enrich_requests",
+            "API requests made by enrichment (object metadata and discovery), by result.",
+            ["result"],
+            registry=r,
+        )
+        self.enrich_cache_entries = Gauge(
+            "kube_event_shipper_enrich_cache_entries",
+            "Objects in the enrichment cache (bounded by --enrich-cache-size).",
+            registry=r,
+        )
         self.sink_queue = Gauge(
             "kube_event_shipper_sink_queue_length", "Events waiting per sink.", ["sink"], registry=r
         )

@@ -130,3 +130,57 @@ def test_query_errors_are_usage_errors(tmp_path):
     fill(tmp_path / "e.db")
     bad = query(f"--db={tmp_path / 'e.db'}", "--reason=(")
     assert bad.returncode == 2 and "--reason: expected a regular expression" in bad.stderr
+
+
+def test_labels_and_owner_are_stored_kept_and_queried(tmp_path):
+    path = tmp_path / "e.db"
+    sink = open_sink(path)
+    first = event("u1", "10", count=1, last="2026-11-20T10:00:01Z")
+    first.labels = {"app": "web", "app.kubernetes.io/name": "web"}
+    first.owner = {"kind": "Deployment", "name": "web", "api_version": "apps/v1"}
+    later = event("u1", "11", count=2, last="2026-11-20T10:00:02Z")  # not looked up this time
+    other = event("u2", "12", name="db-0")
+    sink.write([first, other])
+    sink.write([later])
+    rows = run_query(str(path), Query(owner="Deployment/web"))
+    assert [(r["uid"], r["count"], r["labels"], r["owner_name"]) for r in rows] == [
+        ("u1", 2, {"app": "web", "app.kubernetes.io/name": "web"}, "web")
+    ]
+    assert run_query(str(path), Query(owner="web"))[0]["uid"] == "u1"
+    assert run_query(str(path), Query(owner="StatefulSet/web")) == []
+    assert {r["uid"]: r["labels"] for r in run_query(str(path), Query())} == {
+        "u1": {"app": "web", "app.kubernetes.io/name": "web"},
+        "u2": None,
+    }
+    wide = query("--db", str(path), "-o", "wide")
+    assert "OWNER" in wide.stdout and "deployment/web" in wide.stdout
+
+
+def test_a_schema_1_database_gets_the_new_columns(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(  # the events table as version 1 made it
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', '1');"
+        "CREATE TABLE events (uid TEXT PRIMARY KEY, resource_version TEXT NOT NULL,"
+        " cluster TEXT NOT NULL DEFAULT '', namespace TEXT NOT NULL DEFAULT '', kind TEXT,"
+        " name TEXT, object_uid TEXT, api_version TEXT, field_path TEXT, type TEXT NOT NULL,"
+        " reason TEXT NOT NULL, message TEXT NOT NULL, action TEXT, reporting_controller TEXT,"
+        " reporting_instance TEXT, source_component TEXT, source_host TEXT,"
+        " event_name TEXT NOT NULL, event_namespace TEXT NOT NULL, count INTEGER NOT NULL,"
+        " first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, shipped_at TEXT NOT NULL);"
+        "INSERT INTO events VALUES ('old', '1', 'c1', 'shop', 'Pod', 'web-1', NULL, 'v1', NULL,"
+        " 'Warning', 'BackOff', 'm', NULL, NULL, NULL, 'kubelet', NULL, 'web-1.x', 'shop', 3,"
+        " '2026-11-20T09:00:00.000000Z', '2026-11-20T10:00:00.000000Z',"
+        " '2026-11-20T10:00:01.000000Z');"
+    )
+    old.close()
+    sink = open_sink(path)
+    new = event("new", "5")
+    new.owner = {"kind": "StatefulSet", "name": "db"}
+    sink.write([new])
+    rows = {r["uid"]: r for r in run_query(str(path), Query())}
+    assert rows["old"]["count"] == 3 and rows["old"]["owner_name"] is None
+    assert rows["new"]["owner_kind"] == "StatefulSet"
+    version = sqlite3.connect(path).execute("SELECT value FROM meta").fetchone()
+    assert version == ("2",)

@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "opensearch": "shipper.sinks.opensearch:OpenSearchSink",
     "mysql": "shipper.sinks.mysql:MySQLSink",
     "mariadb": "shipper.sinks.mysql:MySQLSink",
+    "influxdb": "shipper.sinks.influxdb:InfluxDBSink",
     "dingtalk": "shipper.sinks.dingtalk:DingTalkSink",
     "wechat": "shipper.sinks.wechat:WeChatSink",
     "wecom": "shipper.sinks.wechat:WeChatSink",

@@ -86,6 +86,7 @@ MAPPING: dict[str, Any] = {
     "dynamic_templates": [
         {"labels": {"path_match": "kubernetes.labels.*", "mapping": {**KEYWORD, "ignore_above": 1024}}},
         {"annotations": {"path_match": "kubernetes.annotations.*", "mapping": {**KEYWORD, "ignore_above": 1024}}},
+        {"owner_labels": {"path_match": "kubernetes.owner.labels.*", "mapping": {**KEYWORD, "ignore_above": 1024}}},
         {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {**KEYWORD, "ignore_above": 1024}}},
     ],
     "properties": {
@@ -98,6 +99,10 @@ MAPPING: dict[str, Any] = {
             namespace=KEYWORD,
             labels={"type": "object", "dynamic": True},
             annotations={"type": "object", "dynamic": True},
+            owner=_obj(
+                kind=KEYWORD, name=KEYWORD, uid=KEYWORD, api_version=KEYWORD,
+                labels={"type": "object", "dynamic": True},
+            ),
             event=_obj(
                 reason=KEYWORD, type=KEYWORD, action=KEYWORD,
                 reporting_controller=KEYWORD, reporting_instance=KEYWORD,
@@ -775,6 +780,9 @@ def dedot(document: dict[str, Any]) -> None:
         values = kubernetes.get(name)
         if values:
             kubernetes[name] = {key.replace(".", "_"): value for key, value in values.items()}
+    owner_labels = kubernetes.get("owner", {}).get("labels")
+    if owner_labels:
+        kubernetes["owner"]["labels"] = {k.replace(".", "_"): v for k, v in owner_labels.items()}
 
 
 def _no_handler(reply: Any) -> bool:

@@ -12,7 +12,12 @@ Schema (all times UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, so they sort as text)::
     events(uid PK, resource_version, cluster, namespace, kind, name, object_uid, api_version,
            field_path, type, reason, message, action, reporting_controller, reporting_instance,
            source_component, source_host, event_name, event_namespace, count,
-           first_seen, last_seen, shipped_at)
+           first_seen, last_seen, shipped_at, labels, owner_kind, owner_name)
+
+``labels`` (the involved object's, a JSON object) and ``owner_kind``/``owner_name`` (its top
+controller, e.g. the Deployment behind a Pod) are filled with ``--enrich``; a later version
+looked up without them (past the lookup budget) keeps what an earlier one found. Schema 1
+databases get these columns added at start.
 
 ``namespace``/``kind``/``name`` are the involved object's; ``namespace`` is ``''`` for
 cluster-scoped objects such as Nodes. Read it with ``kube-event-shipper query``, or any SQLite
@@ -29,11 +34,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from shipper.event import Event, utc_now
 from shipper.sinks.base import Rejected, Sink, TransientError
 from shipper.uri import Param, parse_duration
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PRUNE_EVERY = 600.0
 
 SCHEMA = """
@@ -50,26 +57,32 @@ CREATE TABLE IF NOT EXISTS events (
   count INTEGER NOT NULL,
   first_seen TEXT NOT NULL,
   last_seen TEXT NOT NULL,
-  shipped_at TEXT NOT NULL
+  shipped_at TEXT NOT NULL,
+  labels TEXT, owner_kind TEXT, owner_name TEXT
 );
 CREATE INDEX IF NOT EXISTS events_last_seen ON events (last_seen);
 CREATE INDEX IF NOT EXISTS events_namespace ON events (namespace, last_seen);
 CREATE INDEX IF NOT EXISTS events_reason ON events (reason, last_seen);
 CREATE INDEX IF NOT EXISTS events_object ON events (kind, name);
 """
+#: Columns added after schema 1, for databases made by an older version.
+ADDED_COLUMNS = (("labels", "TEXT"), ("owner_kind", "TEXT"), ("owner_name", "TEXT"))
+#: Kept from an earlier version when a later one comes without them (not looked up).
+KEPT = ("labels", "owner_kind", "owner_name")
 
 COLUMNS = (
     "uid", "resource_version", "cluster", "namespace", "kind", "name", "object_uid",
     "api_version", "field_path", "type", "reason", "message", "action", "reporting_controller",
     "reporting_instance", "source_component", "source_host", "event_name", "event_namespace",
-    "count", "first_seen", "last_seen", "shipped_at",
+    "count", "first_seen", "last_seen", "shipped_at", "labels", "owner_kind", "owner_name",
 )  # fmt: skip
 
-_UPDATED = [c for c in COLUMNS if c not in ("uid", "first_seen")]
+_UPDATED = [c for c in COLUMNS if c not in ("uid", "first_seen", *KEPT)]
 UPSERT = (
     f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     " ON CONFLICT(uid) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _UPDATED)
+    + "".join(f", {c} = coalesce(excluded.{c}, events.{c})" for c in KEPT)
     + ", first_seen = min(events.first_seen, excluded.first_seen)"
     # A late replay of an older version must not roll the row back.
     " WHERE excluded.last_seen > events.last_seen"
@@ -93,6 +106,10 @@ def connect(path: str) -> sqlite3.Connection:
 
 def migrate(db: sqlite3.Connection) -> None:
     db.executescript(SCHEMA)
+    have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    for column, kind in ADDED_COLUMNS:
+        if column not in have:
+            db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
         " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -108,6 +125,9 @@ def _row(event: Event, shipped_at: str) -> tuple[Any, ...]:
         event.reporting_controller, event.reporting_instance, event.source_component,
         event.source_host, event.name, event.namespace, event.count,
         event.first_timestamp, event.last_timestamp, shipped_at,
+        orjson.dumps(event.labels).decode() if event.labels else None,
+        event.owner.get("kind") if event.owner else None,
+        event.owner.get("name") if event.owner else None,
     )  # fmt: skip
 
 
@@ -188,6 +208,7 @@ class Query:
     type: str | None = None
     reason: str | None = None  # regex, unanchored
     message: str | None = None  # substring, case-insensitive
+    owner: str | None = None  # the top owner: NAME or KIND/NAME (enrichment)
     limit: int = 500
 
 
@@ -213,14 +234,26 @@ def run_query(path: str, query: Query) -> list[dict[str, Any]]:
     if query.message is not None:
         clauses.append("instr(lower(message), lower(?)) > 0")
         args.append(query.message)
+    if query.owner is not None:
+        kind, _, name = query.owner.rpartition("/")
+        clauses.append("owner_name = ?")
+        args.append(name)
+        if kind:
+            clauses.append("lower(owner_kind) = lower(?)")
+            args.append(kind)
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
     sql = f"SELECT * FROM events{where} ORDER BY last_seen DESC LIMIT ?"
     try:
-        rows = [dict(row) for row in db.execute(sql, [*args, query.limit])]
+        rows = [_decoded(dict(row)) for row in db.execute(sql, [*args, query.limit])]
     finally:
         db.close()
     rows.reverse()
     return rows
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    row["labels"] = orjson.loads(row["labels"]) if row.get("labels") else None
+    return row
 
 
 _REGEX_CACHE: dict[str, re.Pattern[str]] = {}
