@@ -185,7 +185,19 @@ class ConfigMapStore:
         self.path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
         self._mirror = Checkpoint()
         self._resource_version: str | None = None
+        #: labels, annotations and owners of the ConfigMap as last read: a PUT keeps them, so a
+        #: ConfigMap made by Helm keeps its ownership and GitOps tools see no drift.
+        self._kept_metadata: dict[str, Any] = {}
         self._lock = threading.Lock()
+
+    def _remember(self, obj: dict[str, Any]) -> None:
+        metadata = obj["metadata"]
+        self._resource_version = metadata["resourceVersion"]
+        self._kept_metadata = {
+            key: metadata[key]
+            for key in ("labels", "annotations", "ownerReferences")
+            if metadata.get(key)
+        }
 
     def load(self) -> Checkpoint:
         from shipper import kube
@@ -200,7 +212,7 @@ class ConfigMapStore:
                 f"cannot read ConfigMap {self.describe()}: {kube.status_message(response.data)}"
             )
         obj = orjson.loads(response.data)
-        self._resource_version = obj["metadata"]["resourceVersion"]
+        self._remember(obj)
         blob = (obj.get("binaryData") or {}).get(self.KEY)
         data = orjson.loads(zlib.decompress(base64.b64decode(blob))) if blob else {}
         self._mirror = Checkpoint(
@@ -264,6 +276,7 @@ class ConfigMapStore:
                 "name": self.name,
                 "namespace": self.namespace,
                 "labels": {"app.kubernetes.io/managed-by": "kube-event-shipper"},
+                **self._kept_metadata,
             },
             "binaryData": {self.KEY: base64.b64encode(self._snapshot()).decode()},
         }
@@ -277,17 +290,16 @@ class ConfigMapStore:
         if response.status == 409:
             # Someone else wrote it (a former leader): take their version number and write ours.
             current = kube.request(self.api, "GET", self.path)
-            self._resource_version = (
-                orjson.loads(current.data)["metadata"]["resourceVersion"]
-                if current.status == 200
-                else None
-            )
+            if current.status == 200:
+                self._remember(orjson.loads(current.data))
+            else:
+                self._resource_version = None
             raise OSError(f"ConfigMap {self.describe()} changed underneath; will retry")
         if response.status not in (200, 201):
             raise OSError(
                 f"cannot write ConfigMap {self.describe()}: {kube.status_message(response.data)}"
             )
-        self._resource_version = orjson.loads(response.data)["metadata"]["resourceVersion"]
+        self._remember(orjson.loads(response.data))
 
 
 def _version_rows(

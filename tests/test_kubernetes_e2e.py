@@ -314,3 +314,28 @@ def test_deleted_events_are_not_shipped(shipper, kube_api, namespace):
     assert shipper.stop() == 0
     assert shipped_keys(shipper.stdout_docs()) == [key(doomed), key(after)]
     assert len(rows(shipper.db)) == 2  # the store keeps the history the API server dropped
+
+
+def test_a_configmap_made_by_helm_keeps_its_labels_and_annotations(
+    shipper_factory, kube_env, kube_api, namespace, tmp_path
+):
+    """The chart creates the checkpoint ConfigMap; saving into it must not drop Helm's
+    ownership labels and annotations (helm upgrade, Argo CD and Flux read them)."""
+    metadata = {
+        "name": "kes-checkpoint",
+        "labels": {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/name": "kes"},
+        "annotations": {"meta.helm.sh/release-name": "kes"},
+    }
+    client.CoreV1Api(kube_api).create_namespaced_config_map(namespace, {"metadata": metadata})
+    process = shipper_factory([
+        f"--source=kubernetes:?auth={kube_env['KUBECONFIG']}&namespaces={namespace}",
+        "--sink=log", f"--checkpoint=configmap:{namespace}/kes-checkpoint",
+        f"--state-dir={tmp_path / 'state'}",
+    ]).start()  # fmt: skip
+    core_event(kube_api, namespace, obj="p0")
+    wait_for(lambda: len(process.stdout_docs()) == 1, what="one line")
+    assert process.stop() == 0
+    stored = client.CoreV1Api(kube_api).read_namespaced_config_map("kes-checkpoint", namespace)
+    assert "checkpoint.json.z" in stored.binary_data
+    assert stored.metadata.labels == metadata["labels"]
+    assert stored.metadata.annotations == metadata["annotations"]
