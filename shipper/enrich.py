@@ -243,8 +243,8 @@ class Enricher:
         self.resources.put((api_version, kind), "forbidden", ttl=self.settings.cache_ttl)
 
     def _resource(self, api_version: str, kind: str) -> tuple[str, bool] | str:
-        known = BUILTIN.get((api_version, kind)) or self.resources.get((api_version, kind))
-        if known is not None:
+        known = self.resources.get((api_version, kind)) or BUILTIN.get((api_version, kind))
+        if known is not None:  # a remembered denial comes first, built-in kinds included
             return known
         if not self.bucket.take():
             return "rate_limited"

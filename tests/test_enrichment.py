@@ -276,3 +276,58 @@ def _apiserver_gets(kube_api: Any, resource: str) -> float:
             ):
                 total += sample.value
     return total
+
+
+def _token_kubeconfig(kube_api: Any, kube_env: dict[str, str], ns: str, path: Any) -> str:
+    """A kubeconfig for a ServiceAccount that may read Events in ``ns`` and nothing else."""
+    import yaml
+
+    rbac = client.RbacAuthorizationV1Api(kube_api)
+    client.CoreV1Api(kube_api).create_namespaced_service_account(
+        ns, {"metadata": {"name": "events-only"}}
+    )
+    rbac.create_namespaced_role(ns, {
+        "metadata": {"name": "events-only"},
+        "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]}],
+    })  # fmt: skip
+    rbac.create_namespaced_role_binding(ns, {
+        "metadata": {"name": "events-only"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "events-only"},
+        "subjects": [{"kind": "ServiceAccount", "name": "events-only", "namespace": ns}],
+    })  # fmt: skip
+    reply = kube.request(
+        kube_api, "POST", f"/api/v1/namespaces/{ns}/serviceaccounts/events-only/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+              "spec": {"expirationSeconds": 3600}},
+    )  # fmt: skip
+    assert reply.status == 201, reply.data
+    with open(kube_env["KUBECONFIG"]) as handle:
+        config = yaml.safe_load(handle)
+    config["users"] = [{"name": "sa", "user": {"token": json.loads(reply.data)["status"]["token"]}}]
+    config["contexts"] = [{"name": "sa", "context": {"cluster": config["clusters"][0]["name"],
+                                                     "user": "sa"}}]  # fmt: skip
+    config["current-context"] = "sa"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_objects_rbac_forbids_are_one_request_and_one_log_line(
+    shipper_factory, kube_env, kube_api, namespace, tmp_path
+):
+    kubeconfig = _token_kubeconfig(kube_api, kube_env, namespace, tmp_path / "sa-kubeconfig")
+    made = [core_event(kube_api, namespace, reason=f"R{i}", obj=f"pod-{i}") for i in range(3)]
+    shipper = shipper_factory([
+        f"--source=kubernetes:?auth={kubeconfig}&namespaces={namespace}",
+        "--sink=log", "--enrich", f"--state-dir={tmp_path / 'state'}",
+    ]).start()  # fmt: skip
+    wait_for(lambda: len(shipper.stdout_docs()) == 3, what="three events, shipped without labels")
+    assert {d["kubernetes"]["event"]["metadata"]["uid"] for d in shipper.stdout_docs()} == {
+        e["metadata"]["uid"] for e in made
+    }
+    assert all("labels" not in d["kubernetes"] for d in shipper.stdout_docs())
+    assert shipper.metric("kube_event_shipper_enrich_events_total", outcome="forbidden") == 3
+    # the first 403 is remembered for the resource: one request, one log line
+    assert shipper.metric("kube_event_shipper_enrich_requests_total", result="forbidden") == 1
+    assert shipper.stop() == 0
+    said = [line for line in shipper.stderr().splitlines() if "may not get pods" in line]
+    assert len(said) == 1, shipper.stderr()
