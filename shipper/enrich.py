@@ -44,8 +44,12 @@ log = logging.getLogger(__name__)
 MAX_OWNER_DEPTH = 4
 #: What happened to an event: enriched, or why not.
 OUTCOMES = (
-    "enriched", "rate_limited", "not_found", "forbidden", "error", "unsupported", "skipped",
+    "enriched", "rate_limited", "backoff", "not_found", "forbidden", "error", "unsupported",
+    "skipped",
 )  # fmt: skip
+#: After a failed lookup (timeout, 5xx, 429) no lookup is tried for this long, doubling while
+#: they keep failing: a struggling API server must not stall the watch thread lookup by lookup.
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 #: What an API request (a lookup or a discovery) returned.
 RESULTS = ("ok", "not_found", "forbidden", "error")
 #: Negative answers are kept shorter: a missing object may be created under that name soon.
@@ -169,6 +173,8 @@ class Enricher:
         self.resources = TTLCache(1000, settings.cache_ttl)
         self._outcomes = {name: metrics.enrich_events.labels(name) for name in OUTCOMES}
         self._results = {name: metrics.enrich_requests.labels(name) for name in RESULTS}
+        self._paused_until = 0.0
+        self._backoff = BACKOFF_FIRST
         metrics.enrich_cache_entries.set_function(lambda: len(self.objects))
 
     def enrich(self, event: Event) -> None:
@@ -222,6 +228,8 @@ class Enricher:
         resource = self._resource(api_version, kind)
         if isinstance(resource, str):
             return resource
+        if time.monotonic() < self._paused_until:
+            return "backoff"
         if not self.bucket.take():
             return "rate_limited"
         found = self._fetch(api_version, resource, namespace, name)
@@ -246,10 +254,13 @@ class Enricher:
         known = self.resources.get((api_version, kind)) or BUILTIN.get((api_version, kind))
         if known is not None:  # a remembered denial comes first, built-in kinds included
             return known
+        if time.monotonic() < self._paused_until:
+            return "backoff"
         if not self.bucket.take():
             return "rate_limited"
         found = self._discover(api_version, kind)
-        self.resources.put((api_version, kind), found)
+        if found != "error":  # a failed discovery is tried again after the backoff
+            self.resources.put((api_version, kind), found)
         return found
 
     def _discover(self, api_version: str, kind: str) -> tuple[str, bool] | str:
@@ -291,12 +302,22 @@ class Enricher:
                 self.api, "GET", path, accept=accept, read_timeout=self.settings.timeout,
                 connect_timeout=self.settings.timeout,
             )  # fmt: skip
-            status = response.status
+            status, why = response.status, f"HTTP {response.status}"
             body = orjson.loads(response.data) if status == 200 else {}
         except Exception as exc:  # timeouts, resets: the event ships without labels
-            log.debug("Enrichment: GET %s failed: %s", path, exc)
-            status, body = 0, {}
-        self._results["ok" if status == 200 else _outcome(status)].inc()
+            status, body, why = 0, {}, " ".join(str(exc).split())[:200] or type(exc).__name__
+        result = "ok" if status == 200 else _outcome(status)
+        self._results[result].inc()
+        if result == "error":
+            self._paused_until = time.monotonic() + self._backoff
+            log.warning(
+                "Enrichment: GET %s failed (%s); no lookups for %.0f s, events ship without"
+                " labels meanwhile.",
+                path, why, self._backoff,
+            )  # fmt: skip
+            self._backoff = min(BACKOFF_MAX, self._backoff * 2)
+        else:
+            self._backoff = BACKOFF_FIRST
         return status, body
 
 

@@ -331,3 +331,66 @@ def test_objects_rbac_forbids_are_one_request_and_one_log_line(
     assert shipper.stop() == 0
     said = [line for line in shipper.stderr().splitlines() if "may not get pods" in line]
     assert len(said) == 1, shipper.stderr()
+
+
+def test_a_failing_api_server_pauses_lookups_instead_of_stalling_the_watch():
+    """Lookups against a server that answers 503: the first fails, the next events are not
+    looked up at all until the pause ends, and the pause doubles while failures go on."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from shipper.enrich import Enricher, EnrichSettings
+    from shipper.event import normalize
+    from shipper.metrics import Metrics
+
+    seen: list[str] = []
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        configuration = client.Configuration()
+        configuration.host = f"http://127.0.0.1:{server.server_port}"
+        metrics = Metrics()
+        enricher = Enricher(
+            client.ApiClient(configuration), metrics, EnrichSettings(qps=1000, burst=1000)
+        )
+
+        def event(i: int) -> Any:
+            return normalize({
+                "metadata": {"uid": f"u{i}", "resourceVersion": "1", "namespace": "shop"},
+                "involvedObject": {"kind": "Pod", "name": f"web-{i}", "namespace": "shop",
+                                   "apiVersion": "v1"},
+            }, "ADDED")  # fmt: skip
+
+        def outcomes() -> dict[str, float]:
+            return {
+                s.labels["outcome"]: s.value
+                for s in metrics.enrich_events.collect()[0].samples
+                if s.name.endswith("_total") and s.value
+            }
+
+        started = time.monotonic()
+        for i in range(100):
+            enricher.enrich(event(i))
+        assert time.monotonic() - started < 1.0
+        assert outcomes() == {"error": 1, "backoff": 99}
+        assert seen == ["/api/v1/namespaces/shop/pods/web-0"]
+        time.sleep(1.1)  # the first pause (1 s) is over: one more try, then a 2 s pause
+        for i in range(100, 110):
+            enricher.enrich(event(i))
+        assert len(seen) == 2 and outcomes() == {"error": 2, "backoff": 108}
+        time.sleep(1.1)  # still inside the doubled pause
+        enricher.enrich(event(200))
+        assert len(seen) == 2
+    finally:
+        server.shutdown()
