@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Throughput of the kafka sink, in process, against the stack's real Kafka 3.9 broker.
+
+N realistic event versions (default 20,000, the generator of ``bench/mysql.py``: ~10% of events
+also come as count updates, 20% of the messages multilingual, 50-400 characters) are built and
+normalized first. Per run, a fresh topic (3 partitions) and a sink built from a kube-eventer URI
+exactly as the daemon builds it (``build_sink``), opened, and fed ``sink.write(batch)`` batch
+after batch: each write sends its batch and flushes it (acks=all, idempotent producer).
+Measured over the writes only: events/s (wall), this process's CPU (user+sys of every thread,
+the producer's sender thread included, per 10,000 events) and the broker's (psutil on the pid
+in ``.stack/kafka/*.pid``, minus its idle rate). After the writes the topic is read back: a run
+whose topic does not hold exactly one message per version, each with its version id, is an
+error, not a number.
+
+    .venv/bin/python bench/kafka.py                     # batch sizes 100 500 1000 2000, 3 runs
+    .venv/bin/python bench/kafka.py --events 5000 --batch-sizes 1000 --compression none lz4 zstd
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+# This file is named kafka.py: its own directory must not shadow the kafka package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from shipper.app import build_sink  # noqa: E402
+from shipper.event import Event  # noqa: E402
+from shipper.sinks.base import SinkContext  # noqa: E402
+from shipper.sinks.kafka import KafkaSink  # noqa: E402
+
+STACK = ROOT / "scripts" / "stack"
+QUIET_CPU = 0.05  # a broker below 5% of a core is taken as idle
+
+
+def _generator():  # the realistic events of bench/mysql.py, one generator for every bench
+    spec = importlib.util.spec_from_file_location("bench_mysql", ROOT / "bench" / "mysql.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_mysql"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+_mysql = _generator()
+build_events, read_env, log = _mysql.build_events, _mysql.read_env, _mysql.log
+cpu_seconds, quiesce = _mysql.cpu_seconds, _mysql.quiesce
+
+
+def broker_process() -> psutil.Process:
+    pidfiles = sorted((ROOT / ".stack" / "kafka").glob("*.pid"))
+    if not pidfiles:
+        raise SystemExit("no .stack/kafka/*.pid: is kafka running?")
+    return psutil.Process(int(pidfiles[0].read_text().strip()))
+
+
+@dataclass
+class Run:
+    batch_size: int
+    compression: str
+    events: int
+    events_per_s: float
+    client_cpu_per_10k: float
+    server_cpu_per_10k: float
+    kib_on_wire_per_10k: float  # the broker's log segment bytes per 10,000 events
+    loadavg: float
+
+
+class BenchError(Exception):
+    """The run gives no number: rejected events, or the topic does not hold what was written."""
+
+
+def create_topic(bootstrap: str, partitions: int = 3) -> str:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    name = f"bench-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)], timeout_ms=30_000)
+    finally:
+        admin.close()
+    return name
+
+
+def delete_topic(bootstrap: str, topic: str) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics([topic], timeout_ms=30_000)
+    finally:
+        admin.close()
+
+
+def check(bootstrap: str, topic: str, events: list[Event]) -> None:
+    """Exactly the versions written: one message each, its version_id header as expected."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.seek_to_beginning()
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(seen) < len(events) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500, max_records=5000).values():
+                seen += [dict(r.headers)["version_id"] for r in records]
+    finally:
+        consumer.close()
+    expected = sorted(f"{e.uid}.{e.count}".encode() for e in events)
+    if sorted(seen) != expected:
+        raise BenchError(f"{len(seen)} messages for {len(events)} versions")
+
+
+def segment_bytes(topic: str) -> int:
+    data = ROOT / ".stack" / "kafka" / "data"
+    return sum(p.stat().st_size for p in data.glob(f"{topic}-*/*.log"))
+
+
+def measure(env: dict[str, str], events: list[Event], size: int, compression: str) -> Run:
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    broker = broker_process()
+    topic = create_topic(bootstrap)
+    uri = (
+        f"kafka:?brokers={bootstrap}&eventstopic={topic}&compression={compression}"
+        f"&batch_size={size}"
+    )
+    sink, settings = build_sink(uri, SinkContext(cluster="bench", state_dir=None))
+    assert isinstance(sink, KafkaSink) and settings.batch_size == size
+    try:
+        sink.open()
+        load = os.getloadavg()[0]
+        idle = quiesce(broker)
+        gc.collect()
+        wall0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(broker)
+        for i in range(0, len(events), size):
+            rejected = sink.write(events[i : i + size])
+            if rejected:
+                raise BenchError(f"{len(rejected)} rejected, first: {rejected[0].reason}")
+        wall1, client1, server1 = time.perf_counter(), time.process_time(), cpu_seconds(broker)
+        check(bootstrap, topic, events)
+        per_10k = 10_000 / len(events)
+        return Run(
+            batch_size=size,
+            compression=compression,
+            events=len(events),
+            events_per_s=len(events) / (wall1 - wall0),
+            client_cpu_per_10k=(client1 - client0) * per_10k,
+            server_cpu_per_10k=max(0.0, server1 - server0 - idle * (wall1 - wall0)) * per_10k,
+            kib_on_wire_per_10k=segment_bytes(topic) / 1024 * per_10k,
+            loadavg=load,
+        )
+    finally:
+        sink.close()
+        delete_topic(bootstrap, topic)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def report(runs: dict[tuple[int, str], list[Run]], args: argparse.Namespace) -> str:
+    import kafka
+
+    command = "bench/kafka.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# kafka sink: throughput and CPU",
+        "",
+        f"`.venv/bin/python {command.strip()}` on {platform.node()}: {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}, kafka-python {kafka.__version__}, Apache Kafka 3.9"
+        " (KRaft, one node, from `scripts/stack`) over PLAINTEXT on 127.0.0.1.",
+        "",
+        f"{args.events:,} event versions (seed {args.seed}), in process: `sink.write(batch)` in a"
+        " loop (no watch, no pipeline thread), each write sent and flushed with acks=all by the"
+        " idempotent producer (linger_ms 5, batch_bytes 256 KiB), into a topic of 3 partitions."
+        f" Medians of {args.repeat} run(s); every run checked before it counts (the topic read"
+        " back: one message per version, with its version id). CPU-s per 10,000 events; broker"
+        " CPU minus its idle rate. KiB: the broker's log segments per 10,000 events. load: the"
+        " 1-minute load average as the run started.",
+        "",
+        "| batch size | compression | events/s | client CPU-s / 10k | broker CPU-s / 10k"
+        " | KiB / 10k on disk | load |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for (size, compression), results in runs.items():
+        if not results:
+            lines.append(f"| {size} | {compression} | error | | | | |")
+            continue
+        lines.append(
+            f"| {size} | {compression} | {median([r.events_per_s for r in results]):,.0f}"
+            f" | {median([r.client_cpu_per_10k for r in results]):.2f}"
+            f" | {median([r.server_cpu_per_10k for r in results]):.2f}"
+            f" | {median([r.kib_on_wire_per_10k for r in results]):,.0f}"
+            f" | {median([r.loadavg for r in results]):.2f} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 500, 1000, 2000])
+    parser.add_argument("--compression", nargs="+", default=["none"])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", default="/tmp/bench-kafka.md")
+    args = parser.parse_args()
+
+    up = subprocess.run(
+        [sys.executable, str(STACK), "up", "kafka"], cwd=ROOT, capture_output=True, text=True
+    )
+    if up.returncode != 0:
+        sys.stderr.write(up.stderr[-4000:])
+        return 1
+    env = read_env()
+    log(f"building {args.events:,} events")
+    events = build_events(args.events, args.seed)
+    log("warm-up run")
+    measure(env, events[:2000], 500, "none")
+    configs = [(size, c) for c in args.compression for size in args.batch_sizes]
+    runs: dict[tuple[int, str], list[Run]] = {config: [] for config in configs}
+    errors = 0
+    for round_ in range(args.repeat):
+        for size, compression in configs:  # round-robin: drift hits every configuration alike
+            try:
+                run = measure(env, events, size, compression)
+            except Exception as exc:
+                errors += 1
+                log(f"batch {size} {compression} round {round_ + 1}: ERROR {exc!r}")
+                continue
+            runs[(size, compression)].append(run)
+            log(
+                f"batch {size} {compression} round {round_ + 1}: {run.events_per_s:,.0f} ev/s,"
+                f" client {run.client_cpu_per_10k:.2f}, broker {run.server_cpu_per_10k:.2f}"
+                f" CPU-s/10k, {run.kib_on_wire_per_10k:,.0f} KiB/10k"
+            )
+    text = report(runs, args)
+    Path(args.out).write_text(text)
+    print(text)
+    log(f"written to {args.out}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,493 @@
+"""``kafka:?brokers=HOST:9092&eventstopic=kube-events``: one JSON message per event version.
+
+URI: kube-eventer's form, its parameters as written, plus SCRAM, ``tls`` and ``zstd``::
+
+    kafka:?brokers=kafka-0:9092&brokers=kafka-1:9092&eventstopic=heapster-events&compression=gzip
+    kafka:?brokers=kafka:9093&user=shipper&password_file=/s/pw&mechanism=SCRAM-SHA-512&tls=true
+    kafka:?brokers=kafka:9093&cacert=/s/ca.pem&cert=/s/client.pem&key=/s/client-key.pem
+
+``brokers`` repeats or takes commas (the port defaults to 9092; ``kafka:HOST:PORT,HOST:PORT``
+works too). ``user`` + ``password`` switch on SASL: ``PLAIN`` as kube-eventer spoke it, or
+``mechanism=SCRAM-SHA-256|SCRAM-SHA-512`` (kubernetes-event-exporter's ``plain``, ``sha256``,
+``sha512`` are read too). TLS is on with ``tls=true`` or as soon as ``cacert``, ``cert``/``key``
+or ``insecuressl`` is given (kube-eventer's rule, plus ``tls=true`` for a server certificate the
+system's CAs verify). kube-eventer's ``timeseriestopic`` (Heapster's metrics) is accepted and
+ignored with a warning: this shipper ships events only. The password is never logged.
+
+The message, per event version (``schemas/kafka-event.schema.json`` is its JSON Schema)::
+
+    key       the Event's metadata.uid (UTF-8): every version of one Event goes to one
+              partition, in the order the versions were made
+    value     the flattened event document as ``log`` prints it (README: The event document),
+              JSON (UTF-8); orchestrator.cluster.name from cluster_name or --cluster-name
+    headers   cluster     the cluster name ('' when none is set)
+              type        Normal or Warning
+              version_id  <uid>.<count>, the Elasticsearch sink's _id: the same for every copy
+                          of one version, so a consumer drops repeats by it
+    timestamp when the message was produced (the occurrence is @timestamp in the value)
+
+This is not kube-eventer's message (``{"EventValue": "<the Event as a JSON string>",
+"EventTimestamp": ..., "EventTags": {...}}``): consumers written for that must read the
+document instead; it carries every field, typed, with the names Elastic users know.
+
+Writes: one pipeline batch is sent whole (the producer groups it in ``batch_bytes`` batches per
+partition, waiting up to ``linger_ms``), then flushed: the write returns once the broker has
+acknowledged every message with ``acks=all``. The producer is idempotent (the default of
+kafka-python 3 wherever the broker is 0.11+), so its own retries inside one write never
+duplicate. A message larger than ``max_message_bytes`` or than the topic's ``max.message.bytes``
+is refused for good: only that event is dead-lettered, with the broker's words. Anything else
+(no broker reachable, not enough in-sync replicas, no leader, a timeout after ``timeout``,
+authentication or authorization failures) fails the write: the messages acknowledged so far are
+remembered and the pipeline retries the rest with backoff, each failure reported in one line
+(kafka-python's own log is kept quiet unless ``--log-level=debug``). After a failed write the
+producer is rebuilt.
+
+Guarantee: at least once per event version, ordered per uid. A consumer sees a version twice
+only (a) after a write that timed out although the broker had stored the message (the retry
+sends it again), (b) after a crash, for the versions shipped in the last checkpoint interval,
+and (c) with ``--start=all``, which re-sends every retained event on purpose. A clean restart
+and a 410 re-list send only the versions not shipped yet. Every copy carries the same key and
+``version_id`` header: deduplicate on it (or on uid + resource_version in the value).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from shipper.event import Event
+from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.uri import (
+    Param,
+    UsageError,
+    choice,
+    parse_bool,
+    parse_duration,
+    parse_list,
+    parse_nonnegative_int,
+    parse_positive_int,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOPIC = "heapster-events"  # kube-eventer's
+DEFAULT_PORT = 9092
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+MECHANISMS = {
+    "plain": "PLAIN",
+    "scram-sha-256": "SCRAM-SHA-256",
+    "scram-sha-512": "SCRAM-SHA-512",
+    # kubernetes-event-exporter's names (sasl.mechanism)
+    "sha256": "SCRAM-SHA-256",
+    "sha512": "SCRAM-SHA-512",
+}
+#: Python packages of the codecs, for the error message when one is missing.
+CODEC_PACKAGES = {"snappy": "python-snappy", "lz4": "lz4", "zstd": "zstandard"}
+
+
+def parse_mechanism(text: str) -> str:
+    try:
+        return MECHANISMS[text.strip().lower()]
+    except KeyError:
+        raise ValueError("expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512") from None
+
+
+parse_mechanism.__name__ = "PLAIN|SCRAM-SHA-256|SCRAM-SHA-512"
+
+
+def parse_broker(text: str) -> str:
+    """``host``, ``host:port`` or ``[v6]:port`` -> ``host:port``."""
+    text = text.strip()
+    host, port = text, str(DEFAULT_PORT)
+    if text.startswith("["):
+        inside, _, tail = text[1:].partition("]")
+        host, port = f"[{inside}]", tail[1:] if tail.startswith(":") else port
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return f"{host}:{port}"
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("brokers", parse_list, [], "Bootstrap brokers HOST:PORT (repeat or comma-separate; port 9092 by default).", repeat=True),
+    Param("eventstopic", str, DEFAULT_TOPIC, "Topic of the events (created by the broker if it auto-creates topics).", aliases=("topic",)),
+    Param("timeseriestopic", str, None, "kube-eventer's metrics topic: accepted and ignored (events only)."),
+    Param("compression", choice(*COMPRESSIONS), "none", "none, gzip, snappy, lz4 or zstd (Kafka 2.1+); snappy/lz4/zstd need the kafka-compression extra."),
+    Param("user", str, None, "SASL user; with password, switches SASL on.", aliases=("username",)),
+    Param("password", str, None, "SASL password: password_file=/path or password=$VAR.", secret=True),
+    Param("mechanism", parse_mechanism, None, "SASL mechanism: PLAIN (default, kube-eventer's), SCRAM-SHA-256, SCRAM-SHA-512.", aliases=("sasl_mechanism",)),
+    Param("tls", parse_bool, None, "TLS to the brokers; default: on when cacert, cert/key or insecuressl is given."),
+    Param("cacert", str, None, "CA bundle that signed the brokers' certificates (default: the system's).", aliases=("ca_file",)),
+    Param("cert", str, None, "Client certificate (mutual TLS).", aliases=("cert_file",)),
+    Param("key", str, None, "Client key (mutual TLS).", aliases=("key_file",)),
+    Param("insecuressl", parse_bool, False, "Skip verifying the brokers' certificates and names (implies TLS)."),
+    Param("cluster_name", str, None, "The cluster header and orchestrator.cluster.name (default --cluster-name).", aliases=("cluster",)),
+    Param("linger_ms", parse_nonnegative_int, 5, "How long the producer waits to fill a batch (every write ends with a flush)."),
+    Param("batch_bytes", parse_positive_int, 262144, "Producer batch size per partition, bytes (the pipeline's batch_size counts events)."),
+    Param("max_message_bytes", parse_positive_int, 1048576, "Largest message sent; larger events are dead-lettered (keep it <= the topic's max.message.bytes)."),
+    Param("timeout", parse_duration, 30.0, "How long one write may wait for acknowledgements, or for metadata, before it is retried."),
+    Param("client_id", str, "kube-event-shipper", "Client id the brokers log and apply quotas to."),
+)  # fmt: skip
+
+
+class KafkaLog(logging.Handler):
+    """kafka-python logs every reconnect (at WARNING, ERROR, some with tracebacks) for as long
+    as a broker is away. The sink reports failures itself, once per attempt: this handler keeps
+    the client's recent complaints for those reports instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.recent: deque[logging.LogRecord] = deque(maxlen=50)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.recent.append(record)
+
+    def since(self, moment: float) -> list[logging.LogRecord]:
+        return [r for r in list(self.recent) if r.created >= moment]
+
+
+_kafka_log: KafkaLog | None = None
+_kafka_log_lock = threading.Lock()
+
+
+def kafka_log() -> KafkaLog:
+    """The one handler on the ``kafka`` logger (installed on first use)."""
+    global _kafka_log
+    with _kafka_log_lock:
+        if _kafka_log is None:
+            _kafka_log = KafkaLog()
+            client_log = logging.getLogger("kafka")
+            client_log.addHandler(_kafka_log)
+            if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+                client_log.propagate = False
+        return _kafka_log
+
+
+class KafkaSink(Sink):
+    scheme = "kafka"
+    summary = "Apache Kafka: one JSON message per event version, key = uid, acks=all"
+    params = PARAMS
+    guarantee = (
+        "at least once per event version, ordered per uid (key = uid): a write that timed out,"
+        " a crash (the last checkpoint interval) and --start=all may send a version again, with"
+        " the same version_id header (<uid>.<count>) to deduplicate on"
+    )
+    default_batch_size = 1000
+    default_flush_interval = 0.5
+
+    producer: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        where = f"--sink {self.scheme}"
+        options = self.options
+        brokers = parse_list(self.uri.rest.removeprefix("//")) + list(options["brokers"])
+        try:
+            self.brokers = [parse_broker(b) for b in brokers]
+        except ValueError as exc:
+            raise UsageError(f"{where}: parameter brokers: {exc}") from None
+        if not self.brokers:
+            raise UsageError(
+                f"{where}: no brokers given; expected kafka:?brokers=HOST:9092&brokers=..."
+            )
+        self.topic = options["eventstopic"]
+        if not _TOPIC.fullmatch(self.topic) or self.topic in (".", ".."):
+            raise UsageError(
+                f"{where}: parameter eventstopic={self.topic!r}: expected a topic name of"
+                " letters, digits, '.', '_' and '-' (at most 249)"
+            )
+        if options["timeseriestopic"] is not None:
+            log.warning(
+                "Sink %s: timeseriestopic=%s is ignored: kube-event-shipper ships events only.",
+                self.scheme, options["timeseriestopic"],
+            )  # fmt: skip
+        self.compression = options["compression"]
+        self._check_codec(where)
+        user, password = options["user"], options["password"]
+        if bool(user) != (password is not None):
+            raise UsageError(f"{where}: give user and password together (SASL)")
+        if options["mechanism"] and not user:
+            raise UsageError(f"{where}: parameter mechanism needs user and password")
+        self.mechanism = (options["mechanism"] or "PLAIN") if user else None
+        for name in ("cacert", "cert", "key"):
+            path = options[name]
+            if path is not None and not os.access(path, os.R_OK):
+                raise UsageError(f"{where}: parameter {name}={path!r}: cannot read it")
+        if bool(options["cert"]) != bool(options["key"]):
+            raise UsageError(f"{where}: give cert and key together")
+        implied = any(options[p] for p in ("cacert", "cert", "insecuressl"))
+        if options["tls"] is False and implied:
+            raise UsageError(f"{where}: tls=false, but cacert, cert or insecuressl given")
+        self.tls = bool(options["tls"]) or implied
+        try:
+            self._ssl = self.ssl_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"{where}: cannot use cacert, cert or key: {exc}") from None
+        self.cluster = options["cluster_name"] or self.ctx.cluster
+        self.timeout = max(options["timeout"], 1.0)
+        #: (uid, resource_version) of the messages of a failed write that the broker did
+        #: acknowledge: its retry (the same batch) does not send them again.
+        self._acked: set[tuple[str, str]] = set()
+        self._headers_cluster = self.cluster.encode()
+
+    def _check_codec(self, where: str) -> None:
+        if self.compression in ("none", "gzip"):
+            return
+        from kafka import codec
+
+        if not getattr(codec, f"has_{self.compression}")():
+            raise UsageError(
+                f"{where}: parameter compression={self.compression}: the codec is not installed;"
+                f" pip install {CODEC_PACKAGES[self.compression]}"
+                " (or pip install 'kube-event-shipper[kafka-compression]')"
+            )
+
+    # -- the producer
+
+    @property
+    def security_protocol(self) -> str:
+        if self.mechanism:
+            return "SASL_SSL" if self.tls else "SASL_PLAINTEXT"
+        return "SSL" if self.tls else "PLAINTEXT"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.options["cacert"])
+        if self.options["insecuressl"]:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.options["cert"]:
+            context.load_cert_chain(self.options["cert"], self.options["key"])
+        return context
+
+    def producer_config(self) -> dict[str, Any]:
+        """KafkaProducer's keyword arguments (those this kafka-python knows)."""
+        from kafka import KafkaProducer
+
+        timeout_ms = int(self.timeout * 1000)
+        linger = self.options["linger_ms"]
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.brokers,
+            "client_id": self.options["client_id"],
+            "acks": "all",
+            "compression_type": None if self.compression == "none" else self.compression,
+            "linger_ms": linger,
+            "batch_size": self.options["batch_bytes"],
+            "max_request_size": self.options["max_message_bytes"],
+            # A write waits at most `timeout` for its acknowledgements, and for metadata.
+            "delivery_timeout_ms": timeout_ms + linger,
+            "request_timeout_ms": timeout_ms,
+            "max_block_ms": timeout_ms,
+            "bootstrap_timeout_ms": min(timeout_ms, 10_000),
+            "reconnect_backoff_max_ms": 2_000,
+            "security_protocol": self.security_protocol,
+        }
+        if self.tls:
+            config["ssl_context"] = self._ssl
+        if self.mechanism:
+            config.update(
+                sasl_mechanism=self.mechanism,
+                sasl_plain_username=self.options["user"],
+                sasl_plain_password=self.options["password"],
+            )
+        known = KafkaProducer.DEFAULT_CONFIG
+        if known.get("enable_idempotence") is False:  # kafka-python 2.x: opt in
+            config["enable_idempotence"] = True
+        if "bootstrap_timeout_ms" not in known:  # kafka-python 2.x's name
+            config["api_version_auto_timeout_ms"] = config.pop("bootstrap_timeout_ms")
+        return {k: v for k, v in config.items() if k in known}
+
+    def connect(self) -> Any:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        started = time.time()
+        handler = kafka_log()
+        try:
+            return KafkaProducer(**self.producer_config())
+        except (KafkaError, OSError, ssl.SSLError) as exc:
+            raise TransientError(self._explain(exc, handler.since(started))) from None
+
+    def _explain(self, exc: BaseException, records: list[logging.LogRecord]) -> str:
+        """One line: what failed, with the client's own reason when it logged one."""
+        from kafka import errors
+
+        where = f"brokers {','.join(self.brokers)}"
+        reasons = [a for r in records for a in (r.args if isinstance(r.args, tuple) else ())]
+        for reason in [exc, *reasons]:
+            if isinstance(reason, errors.SaslAuthenticationFailedError):
+                return (
+                    f"{where}: authentication failed ({self.mechanism}, user"
+                    f" {self.options['user']!r}): {_text(reason)}; check user, password and"
+                    " mechanism"
+                )
+            if isinstance(reason, errors.UnsupportedSaslMechanismError):
+                return f"{where}: the brokers do not offer SASL {self.mechanism}: {_text(reason)}"
+            if isinstance(reason, errors.AuthorizationError):
+                return f"{where}: not authorized: {_text(reason)}"
+        for reason in reversed(reasons):
+            if isinstance(reason, BaseException) and "Handshake failed" in str(reason):
+                return f"{where}: TLS handshake failed: {_text(reason)}"
+        if self.mechanism and any(
+            r.getMessage().startswith("Bootstrap connection")
+            and "socket disconnected" in r.getMessage()
+            for r in records
+        ):  # the broker's reply to bad credentials is sometimes only the hang-up
+            return (
+                f"{where}: authentication failed ({self.mechanism}, user {self.options['user']!r}):"
+                " the brokers closed the connection during SASL authentication; check user,"
+                " password and mechanism"
+            )
+        last = next((r for r in reversed(reasons) if isinstance(r, BaseException)), None)
+        text = f"{where}: {_text(exc)}"
+        if last is not None and str(last) not in text:
+            text += f" (last client error: {_text(last)})"
+        return text
+
+    def open(self) -> None:
+        if self.producer is None:
+            self.producer = self.connect()
+        try:
+            self.producer.partitions_for(self.topic)
+        except Exception as exc:
+            self._drop()
+            raise TransientError(
+                f"no metadata for topic {self.topic} after {self.timeout:.0f} s ({_text(exc)}):"
+                " the topic does not exist and the brokers do not create topics, or the user"
+                " may not describe it"
+            ) from None
+        config = self.producer.config
+        log.info(
+            "Sink %s: brokers %s (%s), topic %s, compression %s, acks=all, %s producer.",
+            self.scheme, ",".join(self.brokers), self.security_protocol, self.topic,
+            self.compression, "an idempotent" if config.get("enable_idempotence") else "a",
+        )  # fmt: skip
+
+    def _drop(self) -> None:
+        if self.producer is not None:
+            producer, self.producer = self.producer, None
+            try:
+                producer.close(timeout=0)
+            except Exception as exc:  # a producer that failed is closed for good anyway
+                log.debug("Sink %s: closing the producer: %r", self.scheme, exc)
+
+    # -- writing
+
+    def message(self, event: Event) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        """(key, value, headers) of one event version."""
+        document = event.document()
+        if self.cluster:
+            document["orchestrator"]["cluster"] = {"name": self.cluster}
+        headers = [
+            ("cluster", self._headers_cluster),
+            ("type", event.type.encode()),
+            ("version_id", f"{event.uid}.{event.count}".encode()),
+        ]
+        return event.uid.encode(), orjson.dumps(document), headers
+
+    def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
+        from kafka import errors
+
+        if self.producer is None:
+            self.producer = self.connect()
+        producer = self.producer
+        started = time.time()
+        rejected: list[Rejected] = []
+        sent: list[tuple[int, Event, Any]] = []
+        rebuild = False
+        try:
+            for index, event in enumerate(events):
+                if event.key in self._acked:
+                    continue
+                key, value, headers = self.message(event)
+                try:
+                    future = producer.send(self.topic, value=value, key=key, headers=headers)
+                except errors.MessageSizeTooLargeError as exc:
+                    rejected.append(Rejected(index, f"Kafka: {_text(exc)}"))
+                    continue
+                sent.append((index, event, future))
+            producer.flush(timeout=self.timeout + 10)
+        except errors.KafkaTimeoutError as exc:
+            self._note_acked(sent)
+            self._drop()
+            raise TransientError(
+                f"{self._explain(exc, kafka_log().since(started))};"
+                f" {len(self._acked)} of {len(events)} acknowledged before"
+            ) from None
+        except errors.KafkaError:
+            # kafka-python 3 splits a batch the broker found too large and re-sends the halves,
+            # but flush() then gives up on the old batch ("Future not done"): each message's
+            # own future still tells. The producer is rebuilt after this write, to be safe.
+            if not sent:
+                raise
+            rebuild = True
+        deadline = time.monotonic() + self.timeout + 10
+        failed: list[BaseException] = []
+        for index, _, future in sent:
+            if not future.is_done:
+                try:
+                    future.get(timeout=max(0.0, deadline - time.monotonic()))
+                except Exception as exc:
+                    log.debug("Sink %s: %r", self.scheme, exc)
+            if not future.is_done:
+                failed.append(errors.KafkaTimeoutError(f"no acknowledgement in {self.timeout} s"))
+            elif future.failed():
+                exc = future.exception
+                if isinstance(
+                    exc, errors.MessageSizeTooLargeError | errors.RecordListTooLargeError
+                ):
+                    rejected.append(Rejected(index, f"Kafka refused the message: {_text(exc)}"))
+                else:
+                    failed.append(exc)
+        if failed:
+            self._note_acked(sent)
+            self._drop()
+            raise TransientError(
+                f"{len(failed)} of {len(sent)} messages not acknowledged:"
+                f" {self._explain(failed[0], kafka_log().since(started))}"
+            )
+        if rebuild:
+            self._drop()
+        self._acked.clear()
+        return sorted(rejected, key=lambda r: r.index)
+
+    def _note_acked(self, sent: list[tuple[int, Event, Any]]) -> None:
+        for _, event, future in sent:
+            if future.is_done and future.succeeded():
+                self._acked.add(event.key)
+
+    def close(self) -> None:
+        if self.producer is not None:
+            producer, self.producer = self.producer, None
+            try:
+                producer.close(timeout=min(self.timeout, 10.0))
+            except Exception as exc:
+                log.warning("Sink %s: closing the producer: %s", self.scheme, _text(exc))
+
+    def describe(self) -> str:
+        auth = f" {self.mechanism} user {self.options['user']}" if self.mechanism else ""
+        return f"kafka {','.join(self.brokers)} topic={self.topic}{auth}"
+
+
+_PREFIXES = re.compile(r"(?:\[Error -?\d+\] |\b[A-Za-z]+Error: )+")
+
+
+def _text(exc: BaseException) -> str:
+    """An exception in one line, its class named once, cut to a safe length:
+    ``SaslAuthenticationFailedError: Authentication failed ...`` (kafka-python repeats the
+    class name and the error code in its messages)."""
+    name = type(exc).__name__
+    words = _PREFIXES.sub("", " ".join(str(exc).split())).strip()
+    return (f"{name}: {words}" if words and words != name else name)[:500]
