@@ -17,9 +17,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shipper ./shipper
 # Wheels first (one layer you can inspect), then a virtualenv with nothing but those wheels.
-RUN pip wheel --wheel-dir /wheels . \
+# The extras are in: SigV4 for Amazon OpenSearch, the snappy/lz4/zstd codecs for Kafka.
+RUN pip wheel --wheel-dir /wheels '.[aws,kafka-compression]' \
  && python -m venv /opt/kube-event-shipper \
- && /opt/kube-event-shipper/bin/pip install --no-index --find-links /wheels kube-event-shipper \
+ && /opt/kube-event-shipper/bin/pip install --no-index --find-links /wheels \
+      'kube-event-shipper[aws,kafka-compression]' \
  && /opt/kube-event-shipper/bin/pip uninstall --yes pip \
  && /opt/kube-event-shipper/bin/python -m compileall -q /opt/kube-event-shipper \
  && mkdir /state
