@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "mysql": "shipper.sinks.mysql:MySQLSink",
     "mariadb": "shipper.sinks.mysql:MySQLSink",
     "influxdb": "shipper.sinks.influxdb:InfluxDBSink",
+    "kafka": "shipper.sinks.kafka:KafkaSink",
     "dingtalk": "shipper.sinks.dingtalk:DingTalkSink",
     "wechat": "shipper.sinks.wechat:WeChatSink",
     "wecom": "shipper.sinks.wechat:WeChatSink",
