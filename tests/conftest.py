@@ -116,6 +116,19 @@ def mysql_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def promtool() -> str:
+    """Prometheus's promtool (rule checks, rule and PromQL unit tests), built once per machine
+    into the stack cache by scripts/build/promtool.sh (2-5 min cold)."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build" / "promtool.sh")],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"scripts/build/promtool.sh failed:\n{done.stderr[-4000:]}", pytrace=False)
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
 def kube_api(kube_env: dict[str, str]) -> Any:
     from kubernetes import client, config
 

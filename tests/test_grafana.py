@@ -37,7 +37,9 @@ from shipper.sinks.base import SinkContext
 from shipper.sinks.influxdb import DEFAULT_DB, DEFAULT_TAGS, MEASUREMENT
 
 GRAFANA = ROOT / "grafana"
-DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+DASHBOARDS = sorted(
+    (GRAFANA / "dashboards").glob("*-influxdb.json")
+)  # tests/test_grafana_prometheus.py: the other
 DATASOURCE_REF = {"type": "influxdb", "uid": "${datasource}"}
 FROM = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 TO = datetime(2026, 11, 20, 11, 0, 0, tzinfo=UTC)

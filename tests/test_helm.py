@@ -961,18 +961,6 @@ def test_the_dockerfile_builds_what_the_chart_expects():
 # -- the alerts (PrometheusRule), checked and unit-tested by promtool
 
 
-@pytest.fixture(scope="session")
-def promtool() -> str:
-    """Prometheus's promtool, built once per machine into the stack cache (2-5 min cold)."""
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "build" / "promtool.sh")],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
-    if done.returncode != 0:
-        pytest.fail(f"scripts/build/promtool.sh failed:\n{done.stderr[-4000:]}", pytrace=False)
-    return done.stdout.strip().splitlines()[-1]
-
-
 ALERT_TESTS = ROOT / "tests" / "alerts" / "prometheusrule-tests.yaml"
 
 
