@@ -406,6 +406,11 @@ def _check(args: argparse.Namespace) -> int:
         print(f"route ({config.path}):")
         for line in config.route.tree("  ") or ["  (empty: nothing is routed)"]:
             print(line)
+        if config.uses_labels():
+            print(
+                "enrichment: on (rules match labels or annotations; the shipper looks up the"
+                " involved objects, which needs get on them)"
+            )
     if args.events:
         router = Router([_Checked(s.name, s) for _, s in built], config)
         for event in _recorded_events(args.events):

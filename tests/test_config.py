@@ -277,6 +277,7 @@ def test_check_prints_the_routing_and_dry_runs_events(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "drop if namespace~glob:*test*" in done.stdout
     assert "match kind~Pod|Deployment|ReplicaSet labels.version~dev -> alerts" in done.stdout
+    assert "enrichment: on (rules match labels or annotations" in done.stdout
     assert "BackOff" in done.stdout and "pod/shop/web -> log, dump" in done.stdout
     assert "pod/ci-test-1/job -> log, dump" in done.stdout
     assert "read as the glob it looks like" in done.stderr
