@@ -6,8 +6,10 @@ old" (its issues #184, #118, #16). Here:
 
 - **Never late.** Lookups take tokens from a bucket (``--enrich-qps``, ``--enrich-burst``) that is
   never waited on: with no token left the event ships at once without the labels, and
-  ``kube_event_shipper_enrich_total{outcome="rate_limited"}`` counts it. A lookup that fails or
-  times out (``--enrich-timeout``) ships the event without labels too.
+  ``kube_event_shipper_enrich_events_total{outcome="rate_limited"}`` counts it. A lookup that
+  fails or times out (``--enrich-timeout``) ships the event without labels too, and pauses
+  lookups for 1 s, doubling to 30 s while failures go on (``outcome="backoff"``): a struggling
+  API server never stalls the watch thread lookup by lookup.
 - **Bounded.** A least-recently-used cache of object metadata with a TTL (``--enrich-cache-size``,
   ``--enrich-cache-ttl``); objects that do not exist or may not be read are cached as such, so
   a deleted Pod's 50 events cost one request. A cached entry for another object of the same name
