@@ -159,12 +159,15 @@ def test_lint_strict_and_template_pass(helm, values):
 # -- the Deployment's arguments
 
 
-def test_defaults_ship_to_the_embedded_store_with_a_configmap_checkpoint(helm):
+def test_defaults_ship_to_the_embedded_store_with_the_checkpoint_beside_it(helm):
+    """The embedded store alone: the checkpoint is a file next to it, so the two live and die
+    together (a checkpoint in a ConfigMap would outlive an emptyDir's store and claim that the
+    retained events are stored when they are gone). No state Role is needed."""
     rendered = render(helm)
     assert rendered.args == [
         "--source=kubernetes:",
         "--state-dir=/var/lib/kube-event-shipper",
-        "--checkpoint=configmap:monitoring/kes-kube-event-shipper-checkpoint",
+        "--checkpoint=file",
         "--listen=:8080",
         "--grace-period=25s",
     ]
@@ -174,10 +177,34 @@ def test_defaults_ship_to_the_embedded_store_with_a_configmap_checkpoint(helm):
     from shipper import __version__
 
     assert chart["appVersion"] == __version__  # the image tag is the package's version
-    assert rendered.one("ConfigMap", "kes-kube-event-shipper-checkpoint")
+    assert not rendered.all("ConfigMap") and not rendered.all("Role")
     assert rendered.rules("ClusterRole") == EVENT_RULES
     assert not rendered.all("PodDisruptionBudget")
     assert not rendered.all("Service") and not rendered.all("ServiceMonitor")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"sinks": ["log"]}, {"config": {"route": {}}}, {"replicas": 2}],
+    ids=["a-sink", "a-config-file", "replicas"],
+)
+def test_sinks_outside_the_pod_or_replicas_keep_the_checkpoint_in_a_configmap(helm, values):
+    rendered = render(helm, values)
+    assert rendered.flag("checkpoint") == ["configmap:monitoring/kes-kube-event-shipper-checkpoint"]
+    assert rendered.one("ConfigMap", "kes-kube-event-shipper-checkpoint")
+    assert {
+        "apiGroups": [""], "resources": ["configmaps"],
+        "resourceNames": ["kes-kube-event-shipper-checkpoint"], "verbs": ["get", "update", "patch"],
+    } in rendered.rules("Role", "kes-kube-event-shipper-state")  # fmt: skip
+
+
+def test_an_explicit_checkpoint_type_wins(helm):
+    assert render(helm, {"checkpoint": {"type": "configmap"}}).flag("checkpoint") == [
+        "configmap:monitoring/kes-kube-event-shipper-checkpoint"
+    ]
+    assert render(helm, {"sinks": ["log"], "checkpoint": {"type": "none"}}).flag("checkpoint") == [
+        "none"
+    ]
 
 
 def test_sinks_become_repeated_sink_flags_in_order(helm):
@@ -197,7 +224,7 @@ def test_sinks_become_repeated_sink_flags_in_order(helm):
 
 
 def test_leader_election_with_more_than_one_replica(helm):
-    single = render(helm, {"replicas": 1})
+    single = render(helm, {"replicas": 1, "sinks": ["log"]})  # a ConfigMap checkpoint, no Lease
     assert "--leader-elect" not in single.args
     assert not single.all("PodDisruptionBudget")
     assert all(
@@ -295,7 +322,10 @@ def test_namespaced_mode_is_a_role_and_a_namespace_restricted_source(helm):
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "kes-kube-event-shipper", "namespace": "team-a"}
     ]
-    several = render(helm, {"rbac": {"namespaced": True}, "source": {"namespaces": ["a", "b"]}})
+    several = render(
+        helm,
+        {"rbac": {"namespaced": True}, "source": {"namespaces": ["a", "b"]}, "sinks": ["log"]},
+    )  # events Roles in a and b, the checkpoint's Role in the release namespace
     assert several.flag("source") == ["kubernetes:?namespaces=a,b"]
     assert sorted(r["metadata"]["namespace"] for r in several.all("Role")) == [
         "a",
@@ -784,7 +814,8 @@ def test_the_shipper_ships_with_the_charts_service_account_and_nothing_more(
     other = f"t-{uuid.uuid4().hex[:10]}"
     client.CoreV1Api(kube_api).create_namespace({"metadata": {"name": other}})
     chart = install(
-        {"enrichment": {"enabled": True}, "source": {"namespaces": [namespace]}}, namespace
+        {"enrichment": {"enabled": True}, "source": {"namespaces": [namespace]}, "sinks": ["log"]},
+        namespace,
     )
     checkpoint = f"{chart.rendered.release}-kube-event-shipper-checkpoint"
     assert chart.rendered.all("ClusterRole")  # cluster mode, the watch kept to one namespace

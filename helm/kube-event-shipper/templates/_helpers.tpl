@@ -108,9 +108,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The checkpoint's kind: checkpoint.type, else (empty, the default) file when the embedded
+  store is the only sink and one replica runs, so the checkpoint lives and dies with the store it
+  describes (a new emptyDir starts both afresh and the retained events are stored again; a
+  checkpoint kept in a ConfigMap would say they are there already), else configmap. */}}
+{{- define "kes.checkpointType" -}}
+{{- if .Values.checkpoint.type }}{{ .Values.checkpoint.type }}
+{{- else if and (not .Values.sinks) (not (include "kes.configFile" .)) (not (include "kes.leaderElection" .)) }}file
+{{- else }}configmap{{ end }}
+{{- end }}
+
 {{/* Values that do not go together: fail at render time with a sentence that says why. */}}
 {{- define "kes.validate" -}}
-{{- if and (include "kes.leaderElection" .) (ne .Values.checkpoint.type "configmap") }}
+{{- if and (include "kes.leaderElection" .) (ne (include "kes.checkpointType" .) "configmap") }}
 {{- fail (printf "leader election (replicas=%v, leaderElection.enabled=%v) needs checkpoint.type=configmap: the replicas share the checkpoint" .Values.replicas .Values.leaderElection.enabled) }}
 {{- end }}
 {{- if and (or .Values.secretEnv .Values.secretMountPath) (not .Values.existingSecret) }}
