@@ -27,8 +27,6 @@ import gc
 import json
 import os
 import platform
-import random
-import statistics
 import subprocess
 import sys
 import time
@@ -36,7 +34,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,49 +43,23 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import (  # noqa: E402
+    build_events,
+    cpu_seconds,
+    fmt,
+    log,
+    median,
+    quiesce,
+    read_env,
+    server_process,
+)
+
 from shipper.app import build_sink  # noqa: E402
-from shipper.event import Event, normalize  # noqa: E402
+from shipper.event import Event  # noqa: E402
 from shipper.sinks.base import SinkContext  # noqa: E402
 from shipper.sinks.influxdb import STRING_FIELDS, InfluxDBSink, point_time  # noqa: E402
 
 STACK = ROOT / "scripts" / "stack"
-QUIET_CPU = 0.05  # a server below 5% of a core is taken as idle
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def read_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in (ROOT / ".stack" / "env").read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.startswith("#"):
-            env[key.strip()] = value.strip().strip("'\"")
-    return env
-
-
-def server_process() -> psutil.Process:
-    pidfiles = sorted((ROOT / ".stack" / "influxdb").glob("*.pid"))
-    if not pidfiles:
-        raise SystemExit("no .stack/influxdb/*.pid: is influxdb running?")
-    return psutil.Process(int(pidfiles[0].read_text().strip()))
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
-def quiesce(server: psutil.Process, timeout: float = 30.0, window: float = 0.5) -> float:
-    """Wait until the server is idle; return its CPU rate (cores) in the last window."""
-    deadline = time.monotonic() + timeout
-    while True:
-        before, start = cpu_seconds(server), time.monotonic()
-        time.sleep(window)
-        rate = (cpu_seconds(server) - before) / (time.monotonic() - start)
-        if rate < QUIET_CPU or time.monotonic() > deadline:
-            return rate
 
 
 def influxql(url: str, q: str, db: str | None = None) -> dict[str, Any]:
@@ -96,78 +67,6 @@ def influxql(url: str, q: str, db: str | None = None) -> dict[str, Any]:
     request = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode(params).encode())
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)["results"][0]
-
-
-# -- realistic events
-
-TEMPLATES = (  # kind, type, reason, reporting component, message
-    ("Pod", "Normal", "Scheduled", "default-scheduler", "Assigned {ns}/{name} to {node}"),
-    ("Pod", "Normal", "Pulled", "kubelet", 'Pulled image "registry.example.com/{name}:1.4.2"'),
-    ("Pod", "Normal", "Started", "kubelet", "Started container app"),
-    ("Pod", "Warning", "BackOff", "kubelet", "Back-off restarting failed container in {name}"),
-    ("Pod", "Warning", "Unhealthy", "kubelet", "Readiness probe failed: HTTP statuscode: 503"),
-    ("Pod", "Warning", "FailedMount", "kubelet", 'configmap "{name}" not found'),
-    ("ReplicaSet", "Normal", "SuccessfulCreate", "replicaset-controller", "Created pod: {name}-x"),
-    ("Deployment", "Normal", "ScalingReplicaSet", "deployment-controller", "Scaled up {name}"),
-    ("Node", "Warning", "NodeNotReady", "node-controller", "Node {node} status: NodeNotReady"),
-    ("Job", "Warning", "BackoffLimitExceeded", "job-controller", "Job reached its backoff limit"),
-)
-NAMESPACES = ("default", "kube-system", "shop", "payments", "monitoring", "data", "team-a")
-ASCII_DETAIL = (
-    " body: upstream connect error or disconnect/reset before headers. reset reason: connection"
-    " failure, transport failure reason: delayed connect error: 111; retries=3 path=/healthz"
-)
-UNICODE_DETAIL = (
-    ' body: {"status":"dégradé","checks":[{"name":"база данных","detail":"接続がタイムアウト'
-    'しました ⏱"},{"name":"队列","detail":"消费者延迟 12.4s ⚠ 🔥"}],"zone":"Zürich-β"}'
-)
-
-
-def raw_events(n: int, seed: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    out: list[dict[str, Any]] = []
-    rv = 1_000_000
-    while len(out) < n:
-        kind, type_, reason, component, template = rng.choice(TEMPLATES)
-        ns = rng.choice(NAMESPACES)
-        node = f"ip-10-0-{rng.randrange(8)}-{rng.randrange(250)}.eu-west-1.compute.internal"
-        name = (
-            node
-            if kind == "Node"
-            else f"{rng.choice(('web', 'api', 'worker'))}-{rng.randrange(400):03d}"
-        )
-        message = template.format(ns=ns, name=name, node=node)
-        filler = UNICODE_DETAIL if rng.random() < 0.2 else ASCII_DETAIL
-        length = rng.randint(50, 400)
-        while len(message) < length:
-            message += filler
-        message = message[:length]
-        uid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        first = start + timedelta(seconds=rng.randrange(3600))  # whole seconds, as core/v1 has
-        versions = rng.randint(2, 6) if rng.random() < 0.1 else 1
-        count = 1
-        for _ in range(versions):
-            if len(out) >= n:
-                break
-            rv += 1
-            last = first + timedelta(seconds=30 * (count - 1))
-            out.append({
-                "metadata": {"name": f"{name}.{uid[:16]}", "uid": uid, "resourceVersion": str(rv),
-                             "namespace": "default" if kind == "Node" else ns},
-                "involvedObject": {"kind": kind, "name": name, "apiVersion": "v1",
-                                   **({} if kind == "Node" else {"namespace": ns})},
-                "reason": reason, "message": message, "type": type_, "count": count,
-                "firstTimestamp": first.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "lastTimestamp": last.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "source": {"component": component, **({"host": node} if kind != "Node" else {})},
-            })  # fmt: skip
-            count += rng.randint(1, 3)
-    return out
-
-
-def build_events(n: int, seed: int) -> list[Event]:
-    return [normalize(raw, "ADDED", cluster="bench") for raw in raw_events(n, seed)]
 
 
 # -- encoding alone: line() against the client's Point
@@ -272,7 +171,7 @@ def check(url: str, db: str, events: list[Event]) -> None:
 def measure(
     url: str, events: list[Event], size: int, withfields: str, gzip: bool, replay: bool
 ) -> Run:
-    server = server_process()
+    server = server_process("influxdb")
     db = f"bench_{uuid.uuid4().hex[:10]}"
     uri = (
         f"influxdb:{url}?db={db}&withfields={withfields}&batch_size={size}&gzip={str(gzip).lower()}"
@@ -311,15 +210,6 @@ def measure(
 
 
 # -- the report
-
-
-def median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
-def fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def report(
@@ -410,7 +300,7 @@ def main() -> int:
         return 1
     url = read_env()["INFLUXDB_URL"]
     log(f"building {args.events:,} events")
-    events = build_events(args.events, args.seed)
+    events = build_events(args.events, args.seed, whole_seconds=True)  # core/v1 times
     encoding = {}
     for withfields in args.withfields:
         costs = [encode_cost(events, withfields) for _ in range(3)]

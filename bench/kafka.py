@@ -23,7 +23,6 @@ import gc
 import importlib.util
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -31,12 +30,24 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
 # This file is named kafka.py: its own directory must not shadow the kafka package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
+
+
+def _common():  # bench/common.py, loaded by path: bench/ is off sys.path (see above)
+    spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "common.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_c = _common()
+build_events, cpu_seconds, log, median = _c.build_events, _c.cpu_seconds, _c.log, _c.median
+quiesce, read_env, server_process = _c.quiesce, _c.read_env, _c.server_process
+
 
 from shipper.app import build_sink  # noqa: E402
 from shipper.event import Event  # noqa: E402
@@ -44,28 +55,6 @@ from shipper.sinks.base import SinkContext  # noqa: E402
 from shipper.sinks.kafka import KafkaSink  # noqa: E402
 
 STACK = ROOT / "scripts" / "stack"
-QUIET_CPU = 0.05  # a broker below 5% of a core is taken as idle
-
-
-def _generator():  # the realistic events of bench/mysql.py, one generator for every bench
-    spec = importlib.util.spec_from_file_location("bench_mysql", ROOT / "bench" / "mysql.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_mysql"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-_mysql = _generator()
-build_events, read_env, log = _mysql.build_events, _mysql.read_env, _mysql.log
-cpu_seconds, quiesce = _mysql.cpu_seconds, _mysql.quiesce
-
-
-def broker_process() -> psutil.Process:
-    pidfiles = sorted((ROOT / ".stack" / "kafka").glob("*.pid"))
-    if not pidfiles:
-        raise SystemExit("no .stack/kafka/*.pid: is kafka running?")
-    return psutil.Process(int(pidfiles[0].read_text().strip()))
 
 
 @dataclass
@@ -134,7 +123,7 @@ def segment_bytes(topic: str) -> int:
 
 def measure(env: dict[str, str], events: list[Event], size: int, compression: str) -> Run:
     bootstrap = env["KAFKA_BOOTSTRAP"]
-    broker = broker_process()
+    broker = server_process("kafka")
     topic = create_topic(bootstrap)
     uri = (
         f"kafka:?brokers={bootstrap}&eventstopic={topic}&compression={compression}"
@@ -168,10 +157,6 @@ def measure(env: dict[str, str], events: list[Event], size: int, compression: st
     finally:
         sink.close()
         delete_topic(bootstrap, topic)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def report(runs: dict[tuple[int, str], list[Run]], args: argparse.Namespace) -> str:
