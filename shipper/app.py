@@ -247,13 +247,13 @@ class Shipper:
             log.info(
                 "--config %s: rules match labels or annotations; enrichment is on.", config.path
             )
-        if config.kube_qps or config.kube_burst:
-            # Their kubeQPS/kubeBurst throttled these lookups; here they size the bucket.
-            settings.enrich = replace(
-                settings.enrich,
-                qps=config.kube_qps or settings.enrich.qps,
-                burst=config.kube_burst or settings.enrich.burst,
-            )
+        # Their kubeQPS/kubeBurst throttled these lookups; here they size the bucket, unless
+        # --enrich-qps/--enrich-burst said otherwise.
+        default = EnrichSettings()
+        if config.kube_qps and settings.enrich.qps == default.qps:
+            settings.enrich = replace(settings.enrich, qps=config.kube_qps)
+        if config.kube_burst and settings.enrich.burst == default.burst:
+            settings.enrich = replace(settings.enrich, burst=config.kube_burst)
         if config.leader_election and not settings.leader_elect:
             settings.leader_elect = True
             name = config.leader_election_id or "kube-event-shipper"

@@ -338,3 +338,21 @@ def test_warnings_to_slack_end_to_end(shipper_factory, kube_env, kube_api, names
         assert slack.problems == []
         assert shipper.stop() == 0
         assert "xoxb-1-2-abc" not in shipper.stderr()
+
+
+def test_kube_qps_and_burst_size_enrichment_unless_the_command_line_did(tmp_path):
+    from types import SimpleNamespace
+
+    from shipper.app import Settings, Shipper
+    from shipper.config import load
+    from shipper.enrich import EnrichSettings
+
+    path = write(tmp_path, "kubeQPS: 5\nkubeBurst: 10\nroute: {}\nreceivers: []\n")
+    config = load(path)
+    plain = SimpleNamespace(settings=Settings(config=path))
+    Shipper._apply_config(plain, config)  # type: ignore[arg-type]
+    assert (plain.settings.enrich.qps, plain.settings.enrich.burst) == (5, 10)
+    assert not plain.settings.enrich.enabled  # no rule on labels: sizes only
+    flagged = SimpleNamespace(settings=Settings(config=path, enrich=EnrichSettings(qps=100)))
+    Shipper._apply_config(flagged, config)  # type: ignore[arg-type]
+    assert (flagged.settings.enrich.qps, flagged.settings.enrich.burst) == (100, 10)
