@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -39,6 +40,18 @@ def read_env() -> dict[str, str]:
     return env
 
 
+def stack_up(component: str) -> dict[str, str] | None:
+    """``scripts/stack up COMPONENT``; the stack's environment, or None (its error on stderr)."""
+    up = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "stack"), "up", component],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if up.returncode != 0:
+        sys.stderr.write(up.stderr[-4000:])
+        return None
+    return read_env()
+
+
 def server_process(component: str) -> psutil.Process:
     """The process of a running stack component (its first pid file)."""
     pidfiles = sorted((ROOT / ".stack" / component).glob("*.pid"))
@@ -52,14 +65,16 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def quiesce(server: psutil.Process, timeout: float = 30.0, window: float = 0.5) -> float:
+def quiesce(
+    server: psutil.Process, timeout: float = 30.0, window: float = 0.5, quiet: float = QUIET_CPU
+) -> float:
     """Wait until the server is idle; return its CPU rate (cores) in the last window."""
     deadline = time.monotonic() + timeout
     while True:
         before, start = cpu_seconds(server), time.monotonic()
         time.sleep(window)
         rate = (cpu_seconds(server) - before) / (time.monotonic() - start)
-        if rate < QUIET_CPU or time.monotonic() > deadline:
+        if rate < quiet or time.monotonic() > deadline:
             return rate
 
 

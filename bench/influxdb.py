@@ -27,7 +27,6 @@ import gc
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -50,16 +49,14 @@ from common import (  # noqa: E402
     log,
     median,
     quiesce,
-    read_env,
     server_process,
+    stack_up,
 )
 
 from shipper.app import build_sink  # noqa: E402
 from shipper.event import Event  # noqa: E402
 from shipper.sinks.base import SinkContext  # noqa: E402
 from shipper.sinks.influxdb import STRING_FIELDS, InfluxDBSink, point_time  # noqa: E402
-
-STACK = ROOT / "scripts" / "stack"
 
 
 def influxql(url: str, q: str, db: str | None = None) -> dict[str, Any]:
@@ -292,13 +289,10 @@ def main() -> int:
     parser.add_argument("--out", default="/tmp/bench-influxdb.md")
     args = parser.parse_args()
 
-    up = subprocess.run(
-        [sys.executable, str(STACK), "up", "influxdb"], cwd=ROOT, capture_output=True, text=True
-    )
-    if up.returncode != 0:
-        sys.stderr.write(up.stderr[-4000:])
+    stack = stack_up("influxdb")
+    if stack is None:
         return 1
-    url = read_env()["INFLUXDB_URL"]
+    url = stack["INFLUXDB_URL"]
     log(f"building {args.events:,} events")
     events = build_events(args.events, args.seed, whole_seconds=True)  # core/v1 times
     encoding = {}

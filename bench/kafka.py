@@ -23,7 +23,6 @@ import gc
 import importlib.util
 import os
 import platform
-import subprocess
 import sys
 import time
 import uuid
@@ -46,15 +45,13 @@ def _common():  # bench/common.py, loaded by path: bench/ is off sys.path (see a
 
 _c = _common()
 build_events, cpu_seconds, log, median = _c.build_events, _c.cpu_seconds, _c.log, _c.median
-quiesce, read_env, server_process = _c.quiesce, _c.read_env, _c.server_process
+quiesce, server_process, stack_up = _c.quiesce, _c.server_process, _c.stack_up
 
 
 from shipper.app import build_sink  # noqa: E402
 from shipper.event import Event  # noqa: E402
 from shipper.sinks.base import SinkContext  # noqa: E402
 from shipper.sinks.kafka import KafkaSink  # noqa: E402
-
-STACK = ROOT / "scripts" / "stack"
 
 
 @dataclass
@@ -207,13 +204,9 @@ def main() -> int:
     parser.add_argument("--out", default="/tmp/bench-kafka.md")
     args = parser.parse_args()
 
-    up = subprocess.run(
-        [sys.executable, str(STACK), "up", "kafka"], cwd=ROOT, capture_output=True, text=True
-    )
-    if up.returncode != 0:
-        sys.stderr.write(up.stderr[-4000:])
+    env = stack_up("kafka")
+    if env is None:
         return 1
-    env = read_env()
     log(f"building {args.events:,} events")
     events = build_events(args.events, args.seed)
     log("warm-up run")

@@ -23,7 +23,6 @@ import argparse
 import gc
 import os
 import platform
-import subprocess
 import sys
 import time
 import uuid
@@ -43,17 +42,14 @@ from common import (  # noqa: E402
     log,
     median,
     quiesce,
-    read_env,
     server_process,
+    stack_up,
 )
 
 from shipper.app import build_sink  # noqa: E402
 from shipper.event import Event  # noqa: E402
 from shipper.sinks.base import SinkContext  # noqa: E402
 from shipper.sinks.mysql import MySQLSink, sql_time  # noqa: E402
-
-STACK = ROOT / "scripts" / "stack"
-
 
 # -- one run
 
@@ -227,13 +223,9 @@ def main() -> int:
     parser.add_argument("--out", default="/tmp/bench-mysql.md")
     args = parser.parse_args()
 
-    up = subprocess.run(
-        [sys.executable, str(STACK), "up", "mysql"], cwd=ROOT, capture_output=True, text=True
-    )
-    if up.returncode != 0:
-        sys.stderr.write(up.stderr[-4000:])
+    env = stack_up("mysql")
+    if env is None:
         return 1
-    env = read_env()
     log(f"building {args.events:,} events")
     events = build_events(args.events, args.seed)
     log("warm-up run")

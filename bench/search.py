@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from common import cpu_seconds, log, quiesce, read_env, server_process
 
 from shipper.app import build_sink
 from shipper.event import Event, normalize
@@ -62,23 +63,10 @@ OPTIONAL = ("elasticsearch8",)  # left out (and said so) when it does not start
 # in). The benchmark leaves nothing behind, so there it writes dated indices.
 MODES = {"elasticsearch8": "dated"}
 CLEANUP_ATTEMPTS = 10
-QUIET_CPU = 0.10  # a server below 10% of a core is taken as idle (merges and refreshes done)
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+QUIET_CPU = 0.10  # a search node below 10% of a core is idle (merges and refreshes done)
 
 
 # -- the stack
-
-
-def read_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in (ROOT / ".stack" / "env").read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.startswith("#"):
-            env[key.strip()] = value.strip().strip("'\"")
-    return env
 
 
 def stack_up(components: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -95,31 +83,6 @@ def stack_up(components: list[str]) -> tuple[list[str], dict[str, str]]:
             log(f"scripts/stack up {component} failed ({proc.returncode}): left out")
             missing.append(component)
     return missing, read_env()
-
-
-def server_process(component: str) -> psutil.Process:
-    pidfiles = sorted((ROOT / ".stack" / component).glob("*.pid"))
-    if not pidfiles:
-        raise SystemExit(f"no .stack/{component}/*.pid: is {component} running?")
-    return psutil.Process(int(pidfiles[0].read_text().strip()))
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
-def quiesce(server: psutil.Process, timeout: float = 20.0, window: float = 0.5) -> float:
-    """Wait until the server is idle (its background merges and refreshes of the previous run
-    are done); return its CPU rate (cores) in the last window, the baseline to take out."""
-    deadline = time.monotonic() + timeout
-    rate = 0.0
-    while True:
-        before, start = cpu_seconds(server), time.monotonic()
-        time.sleep(window)
-        rate = (cpu_seconds(server) - before) / (time.monotonic() - start)
-        if rate < QUIET_CPU or time.monotonic() > deadline:
-            return rate
 
 
 # -- realistic events
@@ -600,7 +563,7 @@ def measure(
         chunks = batches(events, settings.batch_size)
         serialize_s, body_bytes = serialize_cpu(sink, chunks)
         create_targets(sink, events)
-        idle = quiesce(server)
+        idle = quiesce(server, timeout=20.0, quiet=QUIET_CPU)
         load = os.getloadavg()[0]
         gc.collect()
         wall0, client0, server0 = time.perf_counter(), cpu_seconds(me), cpu_seconds(server)
