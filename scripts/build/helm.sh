@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build helm (v3) from the Go module proxy into OUTDIR/bin/helm, for the chart tests
-# (tests/test_helm.py builds it through a fixture; run it by hand to get a helm for the chart):
+# (tests/integration/test_helm.py builds it through a fixture; run it by hand to get a helm for the chart):
 #
 #   scripts/build/helm.sh [OUTDIR]   default: ${KES_STACK_CACHE:-~/.cache/kube-event-shipper-stack}/helm/VERSION
 #   HELM_VERSION=v3.22.0 scripts/build/helm.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build promtool (Prometheus's rule checker and rule unit-test runner) from the Go module proxy
-# into OUTDIR/bin/promtool, for the chart's alert tests (tests/test_helm.py builds it through a
+# into OUTDIR/bin/promtool, for the chart's alert tests (tests/integration/test_helm.py builds it through a
 # fixture; run it by hand to check rules yourself):
 #
 #   scripts/build/promtool.sh [OUTDIR]   default: ${KES_STACK_CACHE:-~/.cache/kube-event-shipper-stack}/promtool/VERSION

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import ROOT
+
+from tests.support.common import ROOT
 
 DASHBOARD = ROOT / "grafana" / "dashboards" / "kube-event-shipper-prometheus.json"
 CHOSEN = {"$namespace": "mon", "$pod": ".*", "$__rate_interval": "5m", "$__range": "1h"}

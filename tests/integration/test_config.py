@@ -9,12 +9,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_for
-from kubeutil import core_event
 
 from shipper.config import load
 from shipper.event import normalize
 from shipper.uri import UsageError
+from tests.support.common import ROOT, wait_for
+from tests.support.kube import core_event
 
 README_CONFIG = """\
 logLevel: error
@@ -318,7 +318,7 @@ receivers:
 
 
 def test_warnings_to_slack_end_to_end(shipper_factory, kube_env, kube_api, namespace, tmp_path):
-    from receivers import SlackReceiver
+    from tests.support.receivers import SlackReceiver
 
     with SlackReceiver() as slack:
         path = write(tmp_path, SLACK_PRODUCTION.replace("API_URL", f"{slack.url}/api"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -114,7 +114,7 @@ def test_error_line_shows_the_value_after_env_expansion(kubeconfig, tmp_path):
     )
     assert result.returncode == 2
     # Not a secret parameter, so the expanded value is shown to help; secret values are
-    # redacted (tests/test_uri.py::test_bad_secret_value_is_not_echoed).
+    # redacted (tests/unit/test_uri.py::test_bad_secret_value_is_not_echoed).
     assert "retention='not-a-duration'" in result.stderr
 
 

@@ -10,7 +10,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import ROOT, wait_for
+
+from tests.support.common import ROOT, wait_for
 
 
 def kafka_round_trip(topic: str, messages: list[bytes], **client: object) -> list[tuple]:

@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_for
-from kubeutil import bump, core_event, now
-from proxy import make_pki, server_tls
-from receivers import (
+
+from tests.support.common import ROOT, wait_for
+from tests.support.kube import bump, core_event, now
+from tests.support.proxy import make_pki, server_tls
+from tests.support.receivers import (
     HOSTILE,
     DingTalkReceiver,
     LarkReceiver,

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, STACK, free_port, stack_up, wait_for
-from kubeutil import bump, core_event, etcd_compact, events_v1_event, now
 
 from shipper.app import build_sink
 from shipper.event import Event, normalize
 from shipper.sinks.base import SinkContext, TransientError
 from shipper.sinks.influxdb import InfluxDBSink, point_time, version_hash
+from tests.support.common import ROOT, STACK, free_port, stack_up, wait_for
+from tests.support.kube import bump, core_event, etcd_compact, events_v1_event, now
 
 OUTAGE_SECONDS = float(os.environ.get("KES_OUTAGE_SECONDS", "60"))
 MEASUREMENT = "kubernetes_events"

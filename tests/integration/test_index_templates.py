@@ -12,7 +12,7 @@ import urllib3
 
 from shipper.event import normalize
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "index-templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "index-templates"
 # Stack server (its fixture is `<server>_url`) -> the index-templates/ folder it installs.
 FLAVOUR = {
     "opensearch": "opensearch",

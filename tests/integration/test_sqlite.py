@@ -14,7 +14,7 @@ from shipper.sinks.base import SinkContext
 from shipper.sinks.sqlite import Query, SqliteSink, run_query
 from shipper.uri import Uri
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def event(uid: str, rv: str, *, count=1, last="2026-11-20T10:00:00Z", ns="shop", kind="Pod",

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from receivers import HOSTILE, event
 
 from shipper.templates import TemplateError, check_template, compile_template, event_context
+from tests.support.receivers import HOSTILE, event
 
 
 def render(text: str, **kw) -> str:

@@ -12,10 +12,17 @@ import itertools
 import time
 
 import pytest
-from conftest import wait_for
-from receivers import DingTalkReceiver, SlackReceiver, WebhookReceiver, bump, event, sink
 
 from shipper.metrics import Metrics
+from tests.support.common import wait_for
+from tests.support.receivers import (
+    DingTalkReceiver,
+    SlackReceiver,
+    WebhookReceiver,
+    bump,
+    event,
+    sink,
+)
 
 
 def test_a_burst_of_500_is_20_messages_and_one_digest():

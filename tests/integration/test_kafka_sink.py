@@ -31,13 +31,13 @@ from typing import Any
 import certifi
 import jsonschema
 import pytest
-from conftest import ROOT, STACK, stack_up, wait_for
-from kubeutil import bump, core_event, etcd_compact, events_v1_event, now
 
 from shipper.app import build_sink
 from shipper.event import normalize
 from shipper.sinks.base import SinkContext
 from shipper.sinks.kafka import KafkaSink
+from tests.support.common import ROOT, STACK, stack_up, wait_for
+from tests.support.kube import bump, core_event, etcd_compact, events_v1_event, now
 
 OUTAGE_SECONDS = float(os.environ.get("KES_OUTAGE_SECONDS", "60"))
 SCHEMA = json.loads((ROOT / "schemas" / "kafka-event.schema.json").read_text())

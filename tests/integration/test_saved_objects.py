@@ -30,9 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_index_templates import FLAVOUR, TEMPLATES, call, http, install, leaf_types
 
 from shipper.event import normalize
+from tests.integration.test_index_templates import (
+    FLAVOUR,
+    TEMPLATES,
+    call,
+    http,
+    install,
+    leaf_types,
+)
 
 # Which saved-object set goes with which server in the test stack.
 SERVER_DASHBOARDS = {

@@ -26,14 +26,14 @@ from urllib.parse import parse_qsl
 import orjson
 import pytest
 import yaml
-from conftest import ROOT, wait_for
 from kubernetes import client
-from kubeutil import core_event, now, rfc3339
 
 from shipper import kube
 from shipper.cli import run_parser
 from shipper.sinks import REGISTRY, sink_class
 from shipper.uri import Uri
+from tests.support.common import ROOT, wait_for
+from tests.support.kube import core_event, now, rfc3339
 
 CHART = ROOT / "helm" / "kube-event-shipper"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))

@@ -25,13 +25,13 @@ from typing import Any
 
 import pymysql
 import pytest
-from conftest import ROOT, STACK, stack_up, wait_for
-from kubeutil import bump, core_event, etcd_compact, events_v1_event, now
 
 from shipper.app import build_sink
 from shipper.event import normalize
 from shipper.sinks.base import SinkContext, TransientError
 from shipper.sinks.mysql import MySQLSink, statements
+from tests.support.common import ROOT, STACK, stack_up, wait_for
+from tests.support.kube import bump, core_event, etcd_compact, events_v1_event, now
 
 OUTAGE_SECONDS = float(os.environ.get("KES_OUTAGE_SECONDS", "60"))
 SCHEMA_FILE = ROOT / "schemas" / "mysql.sql"

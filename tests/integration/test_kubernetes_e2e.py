@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
 from kubernetes import client
-from kubeutil import bump, core_event, etcd_compact, events_v1_event, key, now, rfc3339
+
+from tests.support.common import wait_for
+from tests.support.kube import bump, core_event, etcd_compact, events_v1_event, key, now, rfc3339
 
 
 def rows(db: Path) -> dict[str, dict[str, Any]]:

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 import urllib3
-from conftest import ROOT, STACK, stack_up, wait_for
-from kubeutil import bump, core_event, etcd_compact, now
+
+from tests.support.common import ROOT, STACK, stack_up, wait_for
+from tests.support.kube import bump, core_event, etcd_compact, now
 
 http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=30.0), retries=False)
 

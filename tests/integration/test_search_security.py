@@ -1,6 +1,6 @@
 """Secured clusters: TLS with a private CA, client certificates, basic auth, AWS SigV4.
 
-The real servers of the stack speak plain HTTP, so a checking proxy (tests/proxy.py) stands in
+The real servers of the stack speak plain HTTP, so a checking proxy (tests/support/proxy.py) stands in
 front of them and enforces what a secured cluster or Amazon OpenSearch Service would.
 """
 
@@ -9,10 +9,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import wait_for
-from kubeutil import core_event
-from proxy import CheckingProxy, Checks, make_pki, server_tls
-from test_search_sinks import documents, ids, version_id
+
+from tests.integration.test_search_sinks import documents, ids, version_id
+from tests.support.common import wait_for
+from tests.support.kube import core_event
+from tests.support.proxy import CheckingProxy, Checks, make_pki, server_tls
 
 AWS = ("AKIDKUBEEVENTSHIPPER", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "eu-west-1", "es")
 

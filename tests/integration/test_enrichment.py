@@ -14,12 +14,12 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import wait_for
 from kubernetes import client
-from kubeutil import core_event, now, rfc3339
 
 from shipper import kube
 from shipper.enrich import TokenBucket, TTLCache, _meta
+from tests.support.common import wait_for
+from tests.support.kube import core_event, now, rfc3339
 
 
 class Clock:

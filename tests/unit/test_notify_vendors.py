@@ -1,5 +1,5 @@
 # ruff: noqa: RUF001 - digests count with the multiplication sign, as the issue writes them
-"""Each notifier against a local stand-in of its vendor's API (tests/receivers.py).
+"""Each notifier against a local stand-in of its vendor's API (tests/support/receivers.py).
 
 The receivers check requests as the vendors document them (signatures recomputed on their
 side) and answer with the vendors' own reply shapes and error codes. What is shown, per
@@ -15,9 +15,12 @@ import json
 import time
 
 import pytest
-from conftest import wait_for
-from proxy import make_pki, server_tls
-from receivers import (
+
+from shipper.sinks.base import TransientError
+from shipper.uri import UsageError
+from tests.support.common import wait_for
+from tests.support.proxy import make_pki, server_tls
+from tests.support.receivers import (
     DingTalkReceiver,
     LarkReceiver,
     SlackReceiver,
@@ -28,9 +31,6 @@ from receivers import (
     event,
     sink,
 )
-
-from shipper.sinks.base import TransientError
-from shipper.uri import UsageError
 
 
 @pytest.fixture(scope="module")

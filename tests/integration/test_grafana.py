@@ -29,17 +29,17 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT
 
 from shipper.app import build_sink
 from shipper.event import normalize
 from shipper.sinks.base import SinkContext
 from shipper.sinks.influxdb import DEFAULT_DB, DEFAULT_TAGS, MEASUREMENT
+from tests.support.common import ROOT
 
 GRAFANA = ROOT / "grafana"
 DASHBOARDS = sorted(
     (GRAFANA / "dashboards").glob("*-influxdb.json")
-)  # tests/test_grafana_prometheus.py: the other
+)  # tests/integration/test_grafana_prometheus.py: the other
 DATASOURCE_REF = {"type": "influxdb", "uid": "${datasource}"}
 FROM = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 TO = datetime(2026, 11, 20, 11, 0, 0, tzinfo=UTC)

@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import wait_for
-from kubeutil import bump, core_event, now
 
 from shipper import kube
+from tests.support.common import wait_for
+from tests.support.kube import bump, core_event, now
 
 
 def rows(db: Path) -> dict[str, int]:
@@ -134,7 +134,7 @@ def test_leader_election_needs_a_shared_checkpoint(kube_env, tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from tests.support.common import ROOT
 
     done = subprocess.run(
         [sys.executable, "-m", "shipper", f"--source=kubernetes:?auth={kube_env['KUBECONFIG']}",
