@@ -73,7 +73,7 @@ def point_of(sink: InfluxDBSink, event: Event) -> Any:
     """The same point as ``sink.line(event)``, built with the client's Point."""
     from influxdb_client import Point
 
-    point = Point(sink.options["measurement"])
+    point = Point(sink.options.measurement)
     for name in sink.tags:
         value = sink.cluster if name == "cluster" else sink._tag_getter(name)(event)
         if value:

@@ -14,9 +14,10 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Generic, Protocol, TypeVar
 
+from shipper import spec
 from shipper.checkpoint import (
     CheckpointStore,
     ConfigMapStore,
@@ -24,18 +25,19 @@ from shipper.checkpoint import (
     MemoryStore,
     SqliteStore,
 )
-from shipper.config import Config, Where, receiver_uri
+from shipper.config import Config, Receiver, Where
 from shipper.config import load as load_config
 from shipper.enrich import Enricher, EnrichSettings
 from shipper.event import Event
 from shipper.health import HealthServer
 from shipper.leader import LeaderElector
 from shipper.metrics import Metrics
-from shipper.pipeline import PIPELINE_PARAMS, DeadLetters, SinkSettings, SinkWorker
-from shipper.sinks import REGISTRY, sink_class
+from shipper.pipeline import DeadLetters, SinkSettings, SinkWorker
+from shipper.settings import Settings, pod_namespace
+from shipper.sinks import registry, schemes, sink_class
 from shipper.sinks.base import Sink, SinkContext
 from shipper.source.kubernetes import KubernetesSource, SourceSettings, build_api_client
-from shipper.uri import Uri, UsageError, resolve_params, unknown_scheme_message
+from shipper.uri import Uri, UsageError, unknown_scheme_message
 
 log = logging.getLogger(__name__)
 
@@ -48,60 +50,6 @@ class _Routable(Protocol):
 W = TypeVar("W", bound=_Routable)
 
 DEFAULT_SINK = "sqlite:"
-
-
-def pod_namespace() -> str:
-    """The namespace this pod runs in (its ServiceAccount's), else ``default``."""
-    try:
-        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
-            return handle.read().strip() or "default"
-    except OSError:
-        return "default"
-
-
-def default_state_dir() -> str:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return os.path.join(base, "kube-event-shipper")
-
-
-@dataclass
-class Settings:
-    """Daemon settings; every default is what ``kube-event-shipper`` does with no flags."""
-
-    source: str = "kubernetes:"
-    """Where events come from (a kube-eventer source URI)."""
-    sinks: list[str] = field(default_factory=list)
-    """Sink URIs; none means the embedded store, ``sqlite:`` in the state directory."""
-    state_dir: str | None = field(default_factory=default_state_dir)
-    """Checkpoint, dead letters and the default store live here; None keeps nothing."""
-    start: str = "checkpoint"
-    """checkpoint: resume where the last run stopped (everything retained on a first run);
-    all: ship every retained event again; new: only events from now on."""
-    cluster: str = ""
-    """Cluster name put on every event (orchestrator.cluster.name)."""
-    listen: tuple[str, int] | None = ("0.0.0.0", 8080)
-    """Address of /healthz, /readyz and /metrics; None turns them off."""
-    grace_period: float = 25.0
-    """On SIGTERM, how long sinks may drain (keep it under terminationGracePeriodSeconds)."""
-    checkpoint_interval: float = 1.0
-    """How often the checkpoint is saved; after a crash, at most this much is shipped again."""
-    checkpoint: str = "file"
-    """file: checkpoint.db in the state directory; configmap:[NAMESPACE/]NAME: a ConfigMap
-    (pods without a volume); none: keep nothing (every start ships everything retained)."""
-    config: str | None = None
-    """A kubernetes-event-exporter config file (routes and receivers), see shipper/config.py."""
-    leader_elect: bool = False
-    """Run as one of several replicas: only the holder of the Lease ships (shipper/leader.py)."""
-    leader_lease: str = "kube-event-shipper"
-    """[NAMESPACE/]NAME of the Lease; the namespace defaults to the pod's."""
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
-    enrich: EnrichSettings = field(default_factory=lambda: EnrichSettings(enabled=False))
-    """Look up the involved object's labels, annotations and owner (shipper/enrich.py); on by
-    itself when a config file's rules match labels or annotations."""
 
 
 def build_sink(text: str, ctx: SinkContext) -> tuple[Sink, SinkSettings]:
@@ -119,14 +67,12 @@ def build_sink_from(
     try:
         cls = sink_class(uri.scheme)
     except KeyError:
-        raise UsageError(unknown_scheme_message(uri.scheme, REGISTRY, where)) from None
+        raise UsageError(unknown_scheme_message(uri.scheme, schemes(), where)) from None
     where = f"{where} {uri.scheme}"
     parse_uri = getattr(cls, "parse_uri", None)
     if parse_uri is not None and text is not None:
         uri = parse_uri(text, where=where)
-    options, leftover = resolve_params(
-        (*cls.params, *PIPELINE_PARAMS), uri.query, where=where, passthrough=cls.passthrough
-    )
+    options, leftover = spec.build(cls.Options, uri.query, where=where, passthrough=cls.passthrough)
     try:
         sink = cls(uri, options, leftover, ctx)
     except UsageError as exc:  # sinks word their errors for --sink; say where it really was
@@ -138,19 +84,42 @@ def build_sink_from(
 
 
 def build_receivers(config: Config, ctx: SinkContext) -> list[tuple[Sink, SinkSettings]]:
-    """The sinks behind the receivers a config file's route sends to."""
-    where = Where(config.path)
+    """The sinks behind the receivers a config file's route sends to, each read through its
+    sink's declared ``exporter`` keys (:func:`shipper.spec.receiver_pairs`)."""
     built = []
     for name in config.used_receivers:
         receiver = config.receivers[name]
-        scheme, rest, pairs = receiver_uri(receiver, where)
-        uri = Uri(scheme, rest, pairs)
-        built.append(
-            build_sink_from(
-                uri, ctx, where=f"--config {config.path}:{receiver.line} receiver {name}:"
-            )
-        )
+        where = f"--config {config.path}:{receiver.line} receiver {name}:"
+        uri = receiver_uri(receiver, Where(config.path))
+        built.append(build_sink_from(uri, ctx, where=where))
     return built
+
+
+def receiver_uri(receiver: Receiver, where: Where) -> Uri:
+    """The ``--sink`` URI that stands for a config file's receiver."""
+    cls = registry().by_receiver.get(receiver.kind)
+    if cls is None:
+        supported = ", ".join(sorted(registry().by_receiver))
+        raise where.error(
+            receiver.line,
+            f"receiver {receiver.name!r}: type {receiver.kind!r} is not supported"
+            f" (supported: {supported})",
+        )
+    rest, pairs, unknown = spec.receiver_pairs(cls.Options, receiver.options, where=where.path)
+    if "layout" in unknown:
+        raise where.error(
+            receiver.line,
+            f"receiver {receiver.name!r}: {receiver.kind}.layout is not supported for this"
+            " receiver; it writes the documented schema (README: The event document)",
+        )
+    if unknown:
+        known = ", ".join(sorted(spec.exporter_keys(cls.Options)))
+        raise where.error(
+            receiver.line,
+            f"receiver {receiver.name!r}: unknown {receiver.kind} option {unknown[0]!r}"
+            f" (known: {known})",
+        )
+    return Uri(cls.scheme, rest, [("name", receiver.name), *pairs])
 
 
 def build_sinks(

@@ -18,34 +18,17 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from shipper.checkpoint import Ticket
 from shipper.event import Event, utc_now
 from shipper.metrics import Metrics
-from shipper.route import FILTER_PARAMS, EventFilter
+from shipper.route import EventFilter
 from shipper.sinks.base import PermanentError, Rejected, Sink, TransientError
-from shipper.uri import Param, choice, parse_duration, parse_positive_int
+from shipper.spec import SinkOptions
 
 log = logging.getLogger(__name__)
-
-PIPELINE_PARAMS: tuple[Param, ...] = (
-    Param("name", str, None, "Name in metrics and logs (default: the scheme; must be unique)."),
-    Param("batch_size", parse_positive_int, None, "Most events per write."),
-    Param("flush_interval", parse_duration, None, "Longest wait to fill a batch (e.g. 1s)."),
-    Param("queue_size", parse_positive_int, 10000, "Events held in memory for this sink."),
-    Param(
-        "overflow",
-        choice("block", "drop"),
-        "block",
-        "When the queue is full: block (pause the watch, lose nothing) or drop (count and skip).",
-    ),
-    Param("max_backoff", parse_duration, 60.0, "Longest pause between retries of a failing batch."),
-    *FILTER_PARAMS,
-)
-
 
 @dataclass(frozen=True)
 class SinkSettings:
@@ -58,18 +41,18 @@ class SinkSettings:
     filter: EventFilter
 
     @classmethod
-    def from_options(cls, sink: type[Sink], options: dict[str, Any]) -> SinkSettings:
+    def from_options(cls, sink: type[Sink], options: SinkOptions) -> SinkSettings:
         return cls(
-            name=options["name"] or sink.scheme,
-            batch_size=options["batch_size"] or sink.default_batch_size,
+            name=options.name or sink.scheme,
+            batch_size=options.batch_size or sink.default_batch_size,
             flush_interval=(
-                options["flush_interval"]
-                if options["flush_interval"] is not None
+                options.flush_interval
+                if options.flush_interval is not None
                 else sink.default_flush_interval
             ),
-            queue_size=options["queue_size"],
-            overflow=options["overflow"],
-            max_backoff=options["max_backoff"],
+            queue_size=options.queue_size,
+            overflow=options.overflow,
+            max_backoff=options.max_backoff,
             filter=EventFilter.from_options(options, getattr(sink, "default_level", None)),
         )
 

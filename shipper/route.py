@@ -1,4 +1,5 @@
-"""Which events a sink gets: kube-eventer's filter parameters, for every sink.
+"""Which events a sink gets: kube-eventer's filter parameters (declared in
+:class:`shipper.spec.SinkOptions`), for every sink.
 
 ``level=Warning`` passes Warnings only; ``level=Normal`` passes both (kube-eventer's meaning: a
 threshold, not an equality). ``namespaces`` and ``kinds`` are lists of exact names, ``reason`` is
@@ -16,39 +17,9 @@ import re
 from dataclasses import dataclass
 
 from shipper.event import Event
-from shipper.uri import Param, choice, parse_list, parse_positive_int, parse_regex
+from shipper.spec import SinkOptions
 
 LEVEL_RANK = {"Normal": 0, "Warning": 1}
-
-FILTER_PARAMS: tuple[Param, ...] = (
-    Param(
-        "level",
-        choice("Normal", "Warning"),
-        None,
-        "Lowest event type to pass: Warning (Warnings only) or Normal (both).",
-    ),
-    Param(
-        "namespaces", parse_list, [], "Only events about objects in these namespaces.", repeat=True
-    ),
-    Param("kinds", parse_list, [], "Only events about these kinds (Pod, Node, ...).", repeat=True),
-    Param("reason", parse_regex, None, "Only events whose reason matches this regex."),
-    Param(
-        "exclude_namespaces",
-        parse_list,
-        [],
-        "Drop events about objects in these namespaces.",
-        repeat=True,
-    ),
-    Param("exclude_kinds", parse_list, [], "Drop events about these kinds.", repeat=True),
-    Param(
-        "exclude_reasons",
-        parse_regex,
-        None,
-        "Drop events whose reason matches this regex, e.g. ^(Pulled|Created|Started)$.",
-    ),
-    Param("min_count", parse_positive_int, None, "Only events that happened this often (count)."),
-)
-
 
 @dataclass(frozen=True)
 class EventFilter:
@@ -62,16 +33,16 @@ class EventFilter:
     min_count: int | None = None
 
     @classmethod
-    def from_options(cls, options: dict, default_level: str | None = None) -> EventFilter:
+    def from_options(cls, options: SinkOptions, default_level: str | None = None) -> EventFilter:
         return cls(
-            level=options.get("level") or default_level,
-            namespaces=frozenset(options.get("namespaces") or ()),
-            kinds=frozenset(options.get("kinds") or ()),
-            reason=options.get("reason"),
-            exclude_namespaces=frozenset(options.get("exclude_namespaces") or ()),
-            exclude_kinds=frozenset(options.get("exclude_kinds") or ()),
-            exclude_reasons=options.get("exclude_reasons"),
-            min_count=options.get("min_count"),
+            level=options.level or default_level,
+            namespaces=frozenset(options.namespaces),
+            kinds=frozenset(options.kinds),
+            reason=options.reason,
+            exclude_namespaces=frozenset(options.exclude_namespaces),
+            exclude_kinds=frozenset(options.exclude_kinds),
+            exclude_reasons=options.exclude_reasons,
+            min_count=options.min_count,
         )
 
     def accepts(self, event: Event) -> bool:

@@ -2,18 +2,24 @@
 
 A sink only says how to write a batch. Queueing, batching, retry with backoff, dead letters and
 accounting live in :mod:`shipper.pipeline` and are the same for all of them. A sink module holds
-everything a reader needs about that sink: its URI parameters (declared once, as :class:`Param`),
-its schema, and what it guarantees.
+everything a reader needs about that sink: its options (declared once, see :mod:`shipper.spec`),
+its schema, and what it guarantees. The registry finds it by its ``scheme``; nothing else lists it.
 
 Example::
 
-    class LogSink(Sink):
-        scheme = "log"
+    @dataclass(frozen=True, kw_only=True)
+    class LineOptions(SinkOptions):
+        prefix: str = option("", "Printed before every line.")
+
+    class LineSink(Sink):
+        scheme = "line"
+        summary = "one line per event on stdout"
+        Options = LineOptions
         guarantee = "at least once; ..."
 
         def write(self, events):
             for event in events:
-                print(json.dumps(event.document()))
+                print(self.options.prefix + event.message)
             return []
 """
 
@@ -25,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shipper.event import Event
-from shipper.uri import Param, Uri
+from shipper.spec import SinkOptions
+from shipper.uri import Uri
 
 
 class TransientError(Exception):
@@ -61,8 +68,14 @@ class Sink(ABC):
     scheme: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
-    #: Parameters of this sink only; the pipeline's own (batch_size, level, ...) are added.
-    params: ClassVar[tuple[Param, ...]] = ()
+    #: The options class (:mod:`shipper.spec`); its fields are this sink's parameters.
+    Options: ClassVar[type[SinkOptions]] = SinkOptions
+    #: kubernetes-event-exporter's receiver type that maps to this sink (``stdout``, ...).
+    receiver: ClassVar[str | None] = None
+    #: The URI form shown in ``sinks`` and the docs, e.g. ``file:/path/events.jsonl``.
+    usage: ClassVar[str] = ""
+    #: One example ``--sink`` value, shown in ``--help`` and the docs.
+    example: ClassVar[str] = ""
     #: True when ``rest`` is a vendor URL whose own query keeps the parameters we do not know.
     passthrough: ClassVar[bool] = False
     #: What a user can rely on, for ``--help`` and the README.
@@ -71,7 +84,7 @@ class Sink(ABC):
     default_flush_interval: ClassVar[float] = 1.0
 
     def __init__(
-        self, uri: Uri, options: dict[str, Any], leftover: list[tuple[str, str]], ctx: SinkContext
+        self, uri: Uri, options: Any, leftover: list[tuple[str, str]], ctx: SinkContext
     ) -> None:
         self.uri = uri
         self.options = options

@@ -34,23 +34,37 @@ checkpoint interval may be sent again (``msgUuid`` lets DingTalk drop them).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
 
 from shipper.sinks.base import TransientError
 from shipper.sinks.notify import (
     KUBE_EVENTER_MESSAGE,
+    ChatOptions,
     Notification,
     NotifierSink,
     RateLimited,
     Refused,
     hmac_sha256_b64,
-    notify_params,
 )
-from shipper.uri import Param, choice, parse_bool, parse_list
+from shipper.spec import option
+from shipper.uri import choice
 
 RATE_LIMITED = {130101, 130102, 660026}
 OPERATOR = {310000, 300001, 300005, 400101, 400102, 410100, -1}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DingTalkOptions(ChatOptions):
+    DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["20/1m"]}}
+
+    sign: str | None = option(None, "The robot's signing secret (SEC...): adds timestamp and sign to every request.", secret=True, aliases=("secret",))
+    msg_type: str = option("text", "Message type.", parse=choice("text", "markdown"))
+    at_mobiles: list[str] = option([], "Mobile numbers to @mention (repeatable or comma-separated).")
+    at_user_ids: list[str] = option([], "DingTalk user ids to @mention.")
+    at_all: bool = option(False, "@everyone in the group.")
+    region: str | None = option(None, "Accepted for kube-eventer compatibility; unused.")
 
 
 class DingTalkSink(NotifierSink):
@@ -61,15 +75,10 @@ class DingTalkSink(NotifierSink):
     max_text = 18000
     default_message = KUBE_EVENTER_MESSAGE
     default_fields = ()
-    params = (
-        Param("sign", str, None, "The robot's signing secret (SEC...): adds timestamp and sign to every request.", secret=True, aliases=("secret",)),
-        Param("msg_type", choice("text", "markdown"), "text", "Message type."),
-        Param("at_mobiles", parse_list, [], "Mobile numbers to @mention (repeatable or comma-separated).", repeat=True),
-        Param("at_user_ids", parse_list, [], "DingTalk user ids to @mention.", repeat=True),
-        Param("at_all", parse_bool, False, "@everyone in the group."),
-        Param("region", str, None, "Accepted for kube-eventer compatibility; unused."),
-        *notify_params(rate="20/1m"),
-    )  # fmt: skip
+    Options = DingTalkOptions
+    options: DingTalkOptions
+    usage = 'dingtalk:https://oapi.dingtalk.com/robot/send?access_token=TOKEN'
+    example = 'dingtalk:https://oapi.dingtalk.com/robot/send?access_token=$DINGTALK_TOKEN&sign_file=/secrets/sign&label=prod&level=Warning'
     guarantee = (
         "at least once per alert (msgUuid lets DingTalk drop a resend); count updates within"
         " realert are not re-sent; events past 20/min arrive as one digest message"
@@ -86,9 +95,9 @@ class DingTalkSink(NotifierSink):
 
     def payload(self, n: Notification) -> dict[str, Any]:
         o = self.options
-        mentions = [f"@{m}" for m in (*o["at_mobiles"], *o["at_user_ids"])]
-        at = {"atMobiles": o["at_mobiles"], "atUserIds": o["at_user_ids"], "isAtAll": o["at_all"]}
-        if o["msg_type"] == "markdown":
+        mentions = [f"@{m}" for m in (*o.at_mobiles, *o.at_user_ids)]
+        at = {"atMobiles": o.at_mobiles, "atUserIds": o.at_user_ids, "isAtAll": o.at_all}
+        if o.msg_type == "markdown":
             lines = [f"#### {n.title}", *n.labels, *n.text.split("\n")]
             lines += [f"**{name}**: {value}" for name, value in n.fields if value]
             if n.link:
@@ -104,9 +113,9 @@ class DingTalkSink(NotifierSink):
 
     def deliver(self, n: Notification) -> None:
         url = self.url
-        if self.options["sign"]:
+        if self.options.sign:
             stamp = str(int(time.time() * 1000))
-            sign = hmac_sha256_b64(self.options["sign"], f"{stamp}\n{self.options['sign']}")
+            sign = hmac_sha256_b64(self.options.sign, f"{stamp}\n{self.options.sign}")
             url += f"&timestamp={stamp}&sign={quote_plus(sign)}"
         reply = self.http.post_json(url, self.payload(n))
         body = reply.json()

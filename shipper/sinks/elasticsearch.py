@@ -44,7 +44,6 @@ from __future__ import annotations
 import base64
 import copy
 import logging
-import os
 import ssl
 import threading
 import warnings
@@ -58,13 +57,18 @@ import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.spec import (
+    ClientCert,
+    ClusterName,
+    SinkOptions,
+    Timeout,
+    TLSTrust,
+    check_readable,
+    option,
+)
 from shipper.uri import (
-    Param,
     UsageError,
     choice,
-    parse_bool,
-    parse_duration,
-    parse_list,
     parse_nonnegative_int,
     parse_positive_int,
 )
@@ -351,37 +355,41 @@ def _node_url(text: str) -> str:
     return text
 
 
-PARAMS: tuple[Param, ...] = (
-    Param("nodes", parse_list, [], "Server URLs (repeat or comma-separate); the URI's own URL counts as one.", repeat=True),
-    Param("index", str, "kube-events", "Data stream, alias, or prefix of the dated indices."),
-    Param("mode", choice("auto", *MODES), "auto", "Where documents go: auto (data_stream where the server has them, else dated), data_stream, dated, alias."),
-    Param("index_format", str, None, "Dated index names as kubernetes-event-exporter's indexFormat, e.g. kube-events-{2006-01-02} (Go layout in braces); implies mode=dated.", aliases=("indexFormat",)),
-    Param("setup", parse_bool, True, "Install templates, policy and first index at start (idempotent; needs manage_index_templates, manage_ilm)."),
-    Param("esUserName", str, None, "Basic-auth user.", aliases=("username", "user")),
-    Param("esUserSecret", str, None, "Basic-auth password.", secret=True, aliases=("password",)),
-    Param("apiKey", str, None, "Elasticsearch API key (the base64 'id:key' form).", secret=True, aliases=("api_key",)),
-    Param("caFile", str, None, "CA bundle that signed the server's certificate.", aliases=("ca_file", "ca")),
-    Param("certFile", str, None, "Client certificate (mutual TLS).", aliases=("cert_file",)),
-    Param("keyFile", str, None, "Client key (mutual TLS).", aliases=("key_file",)),
-    Param("insecure", parse_bool, False, "Skip verifying the server's certificate."),
-    Param("pipeline", str, None, "Ingest pipeline for every document (must exist)."),
-    Param("deDot", parse_bool, True, "Replace dots in label and annotation keys with _ (app.kubernetes.io/name -> app_kubernetes_io/name)."),
-    Param("cluster_name", str, None, "orchestrator.cluster.name for this sink (default --cluster-name)."),
-    Param("bulkWorkers", parse_positive_int, 2, "Concurrent _bulk requests per batch (2 measured 30-40% faster than 1; bench/README.md)."),
-    Param("maxRetries", parse_nonnegative_int, 3, "Quick retries of one request on another node; after them the batch is retried with backoff, forever."),
-    Param("healthCheck", parse_bool, True, "Wait for the cluster to be at least yellow at start."),
-    Param("startupHealthcheckTimeout", parse_duration, 10.0, "How long the start-up health check waits (e.g. 30s)."),
-    Param("sniff", parse_bool, False, "Discover the cluster's other nodes (not behind a load balancer)."),
-    Param("ver", choice("5", "6", "7", "8", "9", "1", "2", "3"), None, "Server major version (kube-eventer); detected anyway, a mismatch is logged."),
-    Param("timeout", parse_duration, 30.0, "Timeout of one request."),
-)  # fmt: skip
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout):
+    REST = None  # the receiver's hosts list gives the nodes
+    IGNORED = {
+        "useEventID": "the _id is always <uid>.<count>, so a replay never adds a copy",
+        "type": "mapping types are gone since Elasticsearch 7",
+    }
+
+    nodes: list[str] = option([], "Server URLs (repeat or comma-separate); the URI's own URL counts as one.", exporter="hosts")
+    index: str = option("kube-events", "Data stream, alias, or prefix of the dated indices.", exporter="index")
+    mode: str = option("auto", "Where documents go: auto (data_stream where the server has them, else dated), data_stream, dated, alias.", parse=choice("auto", *MODES))
+    index_format: str | None = option(None, "Dated index names as kubernetes-event-exporter's indexFormat, e.g. kube-events-{2006-01-02} (Go layout in braces); implies mode=dated.", aliases=("indexFormat",), exporter="indexFormat")
+    setup: bool = option(True, "Install templates, policy and first index at start (idempotent; needs manage_index_templates, manage_ilm).")
+    username: str | None = option(None, "Basic-auth user.", aliases=("esUserName", "user"), exporter="username")
+    password: str | None = option(None, "Basic-auth password.", secret=True, aliases=("esUserSecret",), exporter="password")
+    api_key: str | None = option(None, "Elasticsearch API key (the base64 'id:key' form).", secret=True, aliases=("apiKey",), exporter="apiKey")
+    pipeline: str | None = option(None, "Ingest pipeline for every document (must exist).")
+    de_dot: bool = option(True, "Replace dots in label and annotation keys with _ (app.kubernetes.io/name -> app_kubernetes_io/name).", aliases=("deDot",), exporter="deDot")
+    bulk_workers: int = option(2, "Concurrent _bulk requests per batch (2 measured 30-40% faster than 1; bench/README.md).", parse=parse_positive_int, aliases=("bulkWorkers",))
+    max_retries: int = option(3, "Quick retries of one request on another node; after them the batch is retried with backoff, forever.", parse=parse_nonnegative_int, aliases=("maxRetries",))
+    health_check: bool = option(True, "Wait for the cluster to be at least yellow at start.", aliases=("healthCheck",))
+    startup_healthcheck_timeout: float = option(10.0, "How long the start-up health check waits (e.g. 30s).", aliases=("startupHealthcheckTimeout",))
+    sniff: bool = option(False, "Discover the cluster's other nodes (not behind a load balancer).")
+    ver: str | None = option(None, "Server major version (kube-eventer); detected anyway, a mismatch is logged.", parse=choice("5", "6", "7", "8", "9", "1", "2", "3"))
 
 
 class ElasticsearchSink(Sink):
     scheme = "elasticsearch"
     aliases = ("es",)
     summary = "Elasticsearch 7.x-9.x (OpenSearch too): _bulk into a data stream, dated indices or an alias"
-    params = PARAMS
+    receiver = "elasticsearch"
+    usage = "elasticsearch:http(s)://HOST:9200 or elasticsearch:?nodes=URL&nodes=URL"
+    example = "elasticsearch:https://es:9200?username=shipper&password_file=/secrets/es"
+    Options: type[SearchOptions] = SearchOptions
+    options: SearchOptions
     guarantee = (
         "each event version once: _id <uid>.<count>, op create (409 = already there); count"
         " updates are new documents, dashboards count unique uids. A replay across a rollover"
@@ -400,7 +408,7 @@ class ElasticsearchSink(Sink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.nodes = self._nodes()
-        self.index = self.options["index"]
+        self.index = self.options.index
         if (
             not self.index
             or self.index != self.index.lower()
@@ -410,24 +418,21 @@ class ElasticsearchSink(Sink):
                 f"--sink {self.scheme}: parameter index={self.index!r}: expected a lowercase"
                 " name that does not start with -, _ or +"
             )
-        for name in ("caFile", "certFile", "keyFile"):
-            path = self.options[name]
-            if path is not None and not os.access(path, os.R_OK):
-                raise UsageError(f"--sink {self.scheme}: parameter {name}={path!r}: cannot read it")
-        if self.options["apiKey"] and self.options["esUserName"]:
+        check_readable(self.options, f"--sink {self.scheme}", "ca_file", "cert_file", "key_file")
+        if self.options.api_key and self.options.username:
             raise UsageError(
                 f"--sink {self.scheme}: give either apiKey or esUserName/esUserSecret, not both"
             )
         self._bulk_path = "_bulk?filter_path=errors,items.*.status,items.*.error"
-        if self.options["pipeline"]:
-            self._bulk_path += f"&pipeline={quote(self.options['pipeline'], safe='')}"
-        self._cluster = self.options["cluster_name"]
-        self._dated = _dated_format(self.options["index_format"], self.index, self.scheme)
+        if self.options.pipeline:
+            self._bulk_path += f"&pipeline={quote(self.options.pipeline, safe='')}"
+        self._cluster = self.options.cluster_name
+        self._dated = _dated_format(self.options.index_format, self.index, self.scheme)
         self._lock = threading.Lock()
 
     def _nodes(self) -> list[str]:
         rest = self.uri.rest
-        nodes = ([rest] if rest else []) + list(self.options["nodes"])
+        nodes = ([rest] if rest else []) + list(self.options.nodes)
         if not nodes:
             raise UsageError(
                 f"--sink {self.scheme}: no server given; expected {self.scheme}:http://HOST:9200"
@@ -449,26 +454,26 @@ class ElasticsearchSink(Sink):
         hosts, basic = _split_userinfo(nodes or self.nodes)
         kwargs: dict[str, Any] = dict(
             hosts=hosts,
-            request_timeout=self.options["timeout"],
-            max_retries=self.options["maxRetries"],
+            request_timeout=self.options.timeout,
+            max_retries=self.options.max_retries,
             retry_on_timeout=True,
             retry_on_status=(),  # statuses are judged here; the pipeline backs off
             meta_header=False,
         )
         tls = self._tls_kwargs()
         if tls:  # elastic-transport also applies its own verify flag over the context
-            kwargs.update(tls, verify_certs=not self.options["insecure"], ssl_show_warn=False)
+            kwargs.update(tls, verify_certs=not self.options.insecure, ssl_show_warn=False)
         return ElasticsearchHttp(
             Elasticsearch(**kwargs),
             self._authorization(basic),
-            max_retries=self.options["maxRetries"],
-            timeout=self.options["timeout"],
+            max_retries=self.options.max_retries,
+            timeout=self.options.timeout,
         )
 
     def _authorization(self, basic: tuple[str, str] | None) -> str | None:
-        if self.options["apiKey"]:
-            return f"ApiKey {self.options['apiKey']}"
-        user, password = self.options["esUserName"], self.options["esUserSecret"]
+        if self.options.api_key:
+            return f"ApiKey {self.options.api_key}"
+        user, password = self.options.username, self.options.password
         if user:
             basic = (user, password or "")
         if basic is None:
@@ -480,33 +485,33 @@ class ElasticsearchSink(Sink):
         is off, and each spells CA and certificate options differently."""
         if not any(node.startswith("https:") for node in self.nodes):
             return {}
-        context = ssl.create_default_context(cafile=self.options["caFile"])
-        if self.options["insecure"]:
+        context = ssl.create_default_context(cafile=self.options.ca_file)
+        if self.options.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
             warnings.filterwarnings("ignore", message="Unverified HTTPS request")
             log.warning(
                 "Sink %s: insecure=true, the server's certificate is not verified.", self.scheme
             )
-        if self.options["certFile"]:
-            context.load_cert_chain(self.options["certFile"], self.options["keyFile"])
+        if self.options.cert_file:
+            context.load_cert_chain(self.options.cert_file, self.options.key_file)
         return {"ssl_context": context}
 
     def open(self) -> None:
         if self.http is None:
             self.http = self.make_http()
-        if self.options["sniff"]:
+        if self.options.sniff:
             self.sniff()
         self.server = self.detect()
-        if self.options["healthCheck"]:
+        if self.options.health_check:
             self.check_health()
         self.mode = self.resolve_mode()
-        if self.options["setup"]:
+        if self.options.setup:
             self.install()
         self.check_target()
-        if self.options["bulkWorkers"] > 1 and self._pool is None:
+        if self.options.bulk_workers > 1 and self._pool is None:
             self._pool = ThreadPoolExecutor(
-                self.options["bulkWorkers"], thread_name_prefix=f"{self.scheme}-bulk"
+                self.options.bulk_workers, thread_name_prefix=f"{self.scheme}-bulk"
             )
         log.info(
             "Sink %s: %s at %s, mode %s, index %s.",
@@ -568,7 +573,7 @@ class ElasticsearchSink(Sink):
         server = Server(flavour=flavour, version=number, major=int(number.split(".")[0] or 0))
         if server.flavour == "elasticsearch" and server.major < 7:
             log.warning("Sink %s: %s is older than 7.x; trying anyway.", self.scheme, server.name)
-        wanted = self.options["ver"]
+        wanted = self.options.ver
         if wanted and int(wanted) != server.major:
             log.warning(
                 "Sink %s: ver=%s given, but the server is %s; speaking to what it is.",
@@ -598,7 +603,7 @@ class ElasticsearchSink(Sink):
         return None
 
     def check_health(self) -> None:
-        timeout = max(1, round(self.options["startupHealthcheckTimeout"]))
+        timeout = max(1, round(self.options.startup_healthcheck_timeout))
         reply = self.call(
             "GET", f"_cluster/health?wait_for_status=yellow&timeout={timeout}s", ok=(408,)
         )
@@ -609,8 +614,8 @@ class ElasticsearchSink(Sink):
 
     def resolve_mode(self) -> str:
         assert self.server is not None
-        mode = self.options["mode"]
-        if self.options["index_format"]:
+        mode = self.options.mode
+        if self.options.index_format:
             return "dated"
         if mode == "auto":
             return "data_stream" if self.server.data_streams else "dated"
@@ -664,17 +669,17 @@ class ElasticsearchSink(Sink):
                 raise TransientError(
                     f"alias {self.index} does not exist; run setup or set setup=true"
                 )
-        if self.options["pipeline"]:
+        if self.options.pipeline:
             status, _ = self.http.request(
-                "GET", f"_ingest/pipeline/{quote(self.options['pipeline'], safe='')}"
+                "GET", f"_ingest/pipeline/{quote(self.options.pipeline, safe='')}"
             )
             if status != 200:
-                raise TransientError(f"ingest pipeline {self.options['pipeline']!r} does not exist")
+                raise TransientError(f"ingest pipeline {self.options.pipeline!r} does not exist")
 
     # -- writing
 
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
-        workers = self.options["bulkWorkers"]
+        workers = self.options.bulk_workers
         if workers == 1 or len(events) < 2 * workers or self._pool is None:
             return self._write_chunk(events, 0)
         size = -(-len(events) // workers)
@@ -739,7 +744,7 @@ class ElasticsearchSink(Sink):
         document = event.document()
         if self._cluster:
             document["orchestrator"]["cluster"] = {"name": self._cluster}
-        if self.options["deDot"]:
+        if self.options.de_dot:
             dedot(document)
         return document
 

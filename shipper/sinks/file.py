@@ -14,22 +14,37 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.uri import Param, UsageError, parse_nonnegative_int, parse_positive_int
+from shipper.spec import SinkOptions, option
+from shipper.uri import UsageError, parse_nonnegative_int, parse_positive_int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileOptions(SinkOptions):
+    REST = "path"
+    IGNORED = {
+        "maxage": "rotated files are kept by count (max_backups), not by age",
+        "deDot": "the document always has de-dotted label keys",
+    }
+
+    max_size: int = option(100, "Rotate when the file passes this many MiB.", parse=parse_positive_int, aliases=("maxsize",), exporter="maxsize")
+    max_backups: int = option(3, "Rotated files to keep (PATH.1 ...).", parse=parse_nonnegative_int, aliases=("maxbackups",), exporter="maxbackups")
 
 
 class FileSink(Sink):
     scheme = "file"
+    receiver = "file"
     summary = "JSON lines appended to a file, rotated by size"
-    params = (
-        Param("max_size", parse_positive_int, 100, "Rotate when the file passes this many MiB.", aliases=("maxsize",)),
-        Param("max_backups", parse_nonnegative_int, 3, "Rotated files to keep (PATH.1 ...).", aliases=("maxbackups",)),
-    )  # fmt: skip
+    usage = "file:/path/events.jsonl"
+    example = "file:/var/log/kube-events.jsonl?max_size=100&max_backups=3"
+    Options = FileOptions
+    options: FileOptions
     guarantee = (
         "each event version once across graceful restarts; after a crash, the last checkpoint"
         " interval may be written again (deduplicate on uid + resource_version)"
@@ -58,7 +73,7 @@ class FileSink(Sink):
         try:
             self.out.write(payload)
             self.out.flush()
-            if self.out.tell() > self.options["max_size"] * 1024 * 1024:
+            if self.out.tell() > self.options.max_size * 1024 * 1024:
                 self._rotate()
         except OSError as exc:
             raise TransientError(f"cannot write {self.path}: {exc.strerror}") from exc
@@ -67,7 +82,7 @@ class FileSink(Sink):
     def _rotate(self) -> None:
         assert self.out is not None
         self.out.close()
-        keep = self.options["max_backups"]
+        keep = self.options.max_backups
         for number in range(keep, 0, -1):
             older = f"{self.path}.{number}"
             if number == keep and os.path.exists(older):

@@ -84,6 +84,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -91,7 +92,8 @@ import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.uri import Param, UsageError, parse_bool, parse_duration, parse_list
+from shipper.spec import ClusterName, SinkOptions, Timeout, TLSTrust, option
+from shipper.uri import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -222,30 +224,29 @@ def _server_url(text: str) -> tuple[str, str | None, str | None]:
     return url, user, password
 
 
-PARAMS: tuple[Param, ...] = (
-    Param("db", str, None, "Database (1.x; kube-eventer's default k8s); the bucket is db or db/retention_policy.", aliases=("database",)),
-    Param("retention_policy", str, None, "Retention policy of db to write to (1.x; default: the database's default policy).", aliases=("rp",)),
-    Param("user", str, None, "1.x user (sent as the token user:pw).", aliases=("username",)),
-    Param("pw", str, None, "1.x password.", secret=True, aliases=("password",)),
-    Param("token", str, None, "API token (2.x, 3.x; 1.8 also takes user:pw).", secret=True),
-    Param("org", str, None, "Organization (2.x; ignored by 1.8 and 3.x)."),
-    Param("bucket", str, None, "Bucket (2.x) or database (3.x); instead of db/retention_policy."),
-    Param("measurement", str, MEASUREMENT, "Measurement name."),
-    Param("tags", parse_list, list(DEFAULT_TAGS), f"Tags, of {', '.join(TAG_SOURCES)} (bounded cardinality); the others become fields.", repeat=True),
-    Param("withfields", parse_bool, False, "true: the event's own fields (message, object_name, uid, ...); false: kube-eventer's value field (the event as JSON) and count."),
-    Param("cluster_name", str, None, "The cluster tag (default --cluster-name, else 'default')."),
-    Param("create_database", parse_bool, True, "1.x: CREATE DATABASE db at start and when a write finds it missing (needs admin; a user without it is told once)."),
-    Param("insecuressl", parse_bool, False, "Skip verifying the server's certificate.", aliases=("insecure",)),
-    Param("ca_file", str, None, "CA bundle that signed the server's certificate.", aliases=("caFile",)),
-    Param("gzip", parse_bool, False, "Compress writes (saves bandwidth, costs client CPU)."),
-    Param("timeout", parse_duration, 30.0, "Timeout of one request."),
-)  # fmt: skip
+@dataclass(frozen=True, kw_only=True)
+class InfluxDBOptions(SinkOptions, TLSTrust, ClusterName, Timeout):
+    db: str | None = option(None, "Database (1.x; kube-eventer's default k8s); the bucket is db or db/retention_policy.", aliases=("database",))
+    retention_policy: str | None = option(None, "Retention policy of db to write to (1.x; default: the database's default policy).", aliases=("rp",))
+    user: str | None = option(None, "1.x user (sent as the token user:pw).", aliases=("username",))
+    pw: str | None = option(None, "1.x password.", secret=True, aliases=("password",))
+    token: str | None = option(None, "API token (2.x, 3.x; 1.8 also takes user:pw).", secret=True)
+    org: str | None = option(None, "Organization (2.x; ignored by 1.8 and 3.x).")
+    bucket: str | None = option(None, "Bucket (2.x) or database (3.x); instead of db/retention_policy.")
+    measurement: str = option(MEASUREMENT, "Measurement name.")
+    tags: list[str] = option(list(DEFAULT_TAGS), f"Tags, of {', '.join(TAG_SOURCES)} (bounded cardinality); the others become fields.")
+    withfields: bool = option(False, "true: the event's own fields (message, object_name, uid, ...); false: kube-eventer's value field (the event as JSON) and count.")
+    create_database: bool = option(True, "1.x: CREATE DATABASE db at start and when a write finds it missing (needs admin; a user without it is told once).")
+    gzip: bool = option(False, "Compress writes (saves bandwidth, costs client CPU).")
 
 
 class InfluxDBSink(Sink):
+    Options = InfluxDBOptions
+    options: InfluxDBOptions
+    usage = "influxdb:http(s)://HOST:8086"
+    example = "influxdb:http://influxdb:8086?db=k8s&user=shipper&pw_file=/secrets/influx"
     scheme = "influxdb"
     summary = "InfluxDB 1.8+, 2.x, 3.x: a point per event version through the v2 write API"
-    params = PARAMS
     guarantee = (
         "each event version once: one point per (uid, count) at its occurrence time (plus a"
         " stable sub-second hash), so a replay overwrites its own point; a second copy only if"
@@ -264,33 +265,33 @@ class InfluxDBSink(Sink):
             self.url, url_user, url_pw = _server_url(self.uri.rest)
         except ValueError as exc:
             raise UsageError(f"{where}: server {self.uri.rest!r}: {exc}") from None
-        if url_user is not None and (options["user"] or options["pw"] is not None):
+        if url_user is not None and (options.user or options.pw is not None):
             raise UsageError(f"{where}: the user is given twice (in the URL and as user=/pw=)")
-        self.user = options["user"] or url_user
-        self.password = options["pw"] if options["pw"] is not None else url_pw
+        self.user = options.user or url_user
+        self.password = options.pw if options.pw is not None else url_pw
         if self.password is not None and not self.user:
             raise UsageError(f"{where}: parameter pw: given without user=")
-        if options["token"] and self.user:
+        if options.token and self.user:
             raise UsageError(f"{where}: give either token (2.x, 3.x) or user/pw (1.x), not both")
-        if options["bucket"] and (options["db"] or options["retention_policy"]):
+        if options.bucket and (options.db or options.retention_policy):
             raise UsageError(
                 f"{where}: give either bucket (2.x, 3.x) or db/retention_policy (1.x), not both"
             )
         for name in ("db", "retention_policy", "bucket", "measurement"):
-            if options[name] is not None and not options[name].strip():
+            if getattr(options, name) is not None and not getattr(options, name).strip():
                 raise UsageError(f"{where}: parameter {name}='': expected a name")
-        self.db = options["db"] or DEFAULT_DB
-        self.bucket = options["bucket"] or (
-            f"{self.db}/{options['retention_policy']}" if options["retention_policy"] else self.db
+        self.db = options.db or DEFAULT_DB
+        self.bucket = options.bucket or (
+            f"{self.db}/{options.retention_policy}" if options.retention_policy else self.db
         )
-        self.org = options["org"] or "-"  # 1.8 and 3.x ignore it; the client wants one
-        self.tags = self._parse_tags(options["tags"], where)
-        ca_file = options["ca_file"]
+        self.org = options.org or "-"  # 1.8 and 3.x ignore it; the client wants one
+        self.tags = self._parse_tags(options.tags, where)
+        ca_file = options.ca_file
         if ca_file is not None and not os.access(ca_file, os.R_OK):
             raise UsageError(f"{where}: parameter ca_file={ca_file!r}: cannot read it")
-        self.cluster = options["cluster_name"] or self.ctx.cluster or DEFAULT_CLUSTER
-        self.with_fields = options["withfields"]
-        self._measurement = options["measurement"].translate(_MEASUREMENT_ESCAPES)
+        self.cluster = options.cluster_name or self.ctx.cluster or DEFAULT_CLUSTER
+        self.with_fields = options.withfields
+        self._measurement = options.measurement.translate(_MEASUREMENT_ESCAPES)
         self._tag_getters = [
             (f",{escape_tag(name)}=", self._tag_getter(name)) for name in sorted(self.tags)
         ]
@@ -304,7 +305,7 @@ class InfluxDBSink(Sink):
         self._write_api: Any = None
         self.version = "unknown"
         self._v1 = False
-        self._may_create = options["create_database"] and not options["bucket"]
+        self._may_create = options.create_database and not options.bucket
 
     @staticmethod
     def _parse_tags(names: list[str], where: str) -> list[str]:
@@ -336,21 +337,21 @@ class InfluxDBSink(Sink):
         from influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
-        token = self.options["token"]
+        token = self.options.token
         if token is None and self.user:
             token = f"{self.user}:{self.password or ''}"
         kwargs: dict[str, Any] = dict(
             url=self.url,
             token=token or "",
             org=self.org,
-            timeout=int(self.options["timeout"] * 1000),
-            enable_gzip=self.options["gzip"],
+            timeout=int(self.options.timeout * 1000),
+            enable_gzip=self.options.gzip,
             retries=False,  # the pipeline retries, with backoff, and counts
-            verify_ssl=not self.options["insecuressl"],
+            verify_ssl=not self.options.insecure,
         )
-        if self.options["ca_file"]:
-            kwargs["ssl_ca_cert"] = self.options["ca_file"]
-        if self.options["insecuressl"] and self.url.startswith("https:"):
+        if self.options.ca_file:
+            kwargs["ssl_ca_cert"] = self.options.ca_file
+        if self.options.insecure and self.url.startswith("https:"):
             warnings.filterwarnings("ignore", message="Unverified HTTPS request")
             log.warning("Sink %s: insecuressl=true, the certificate is not verified.", self.scheme)
         client = InfluxDBClient(**kwargs)
@@ -399,7 +400,7 @@ class InfluxDBSink(Sink):
                     raise TransientError(self._auth_error(status, error_text(body)))
         log.info(
             "Sink %s: InfluxDB %s at %s, bucket %s, measurement %s, withfields=%s, tags %s.",
-            self.scheme, self.version, self.url, self.bucket, self.options["measurement"],
+            self.scheme, self.version, self.url, self.bucket, self.options.measurement,
             str(self.with_fields).lower(), ",".join(self.tags),
         )  # fmt: skip
 
@@ -429,7 +430,7 @@ class InfluxDBSink(Sink):
         return True
 
     def _auth_error(self, status: int, message: str) -> str:
-        if self.options["token"]:
+        if self.options.token:
             hint = f"check token (and that it may write to bucket {self.bucket})"
         elif self.user:
             hint = f"check user/pw (and {self.user}'s WRITE privilege on database {self.db})"

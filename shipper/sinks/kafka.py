@@ -53,25 +53,32 @@ and a 410 re-list send only the versions not shipped yet. Every copy carries the
 from __future__ import annotations
 
 import logging
-import os
 import re
 import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.spec import (
+    ClientCert,
+    ClusterName,
+    SinkOptions,
+    Timeout,
+    TLSTrust,
+    check_readable,
+    option,
+)
 from shipper.uri import (
-    Param,
     UsageError,
     choice,
     parse_bool,
-    parse_duration,
     parse_list,
     parse_nonnegative_int,
     parse_positive_int,
@@ -119,26 +126,27 @@ def parse_broker(text: str) -> str:
     return f"{host}:{port}"
 
 
-PARAMS: tuple[Param, ...] = (
-    Param("brokers", parse_list, [], "Bootstrap brokers HOST:PORT (repeat or comma-separate; port 9092 by default).", repeat=True),
-    Param("eventstopic", str, DEFAULT_TOPIC, "Topic of the events (created by the broker if it auto-creates topics).", aliases=("topic",)),
-    Param("timeseriestopic", str, None, "kube-eventer's metrics topic: accepted and ignored (events only)."),
-    Param("compression", choice(*COMPRESSIONS), "none", "none, gzip, snappy, lz4 or zstd (Kafka 2.1+); snappy/lz4/zstd need the kafka-compression extra."),
-    Param("user", str, None, "SASL user; with password, switches SASL on.", aliases=("username",)),
-    Param("password", str, None, "SASL password: password_file=/path or password=$VAR.", secret=True),
-    Param("mechanism", parse_mechanism, None, "SASL mechanism: PLAIN (default, kube-eventer's), SCRAM-SHA-256, SCRAM-SHA-512.", aliases=("sasl_mechanism",)),
-    Param("tls", parse_bool, None, "TLS to the brokers; default: on when cacert, cert/key or insecuressl is given."),
-    Param("cacert", str, None, "CA bundle that signed the brokers' certificates (default: the system's).", aliases=("ca_file",)),
-    Param("cert", str, None, "Client certificate (mutual TLS).", aliases=("cert_file",)),
-    Param("key", str, None, "Client key (mutual TLS).", aliases=("key_file",)),
-    Param("insecuressl", parse_bool, False, "Skip verifying the brokers' certificates and names (implies TLS)."),
-    Param("cluster_name", str, None, "The cluster header and orchestrator.cluster.name (default --cluster-name).", aliases=("cluster",)),
-    Param("linger_ms", parse_nonnegative_int, 5, "How long the producer waits to fill a batch (every write ends with a flush)."),
-    Param("batch_bytes", parse_positive_int, 262144, "Producer batch size per partition, bytes (the pipeline's batch_size counts events)."),
-    Param("max_message_bytes", parse_positive_int, 1048576, "Largest message sent; larger events are dead-lettered (keep it <= the topic's max.message.bytes)."),
-    Param("timeout", parse_duration, 30.0, "How long one write may wait for acknowledgements, or for metadata, before it is retried."),
-    Param("client_id", str, "kube-event-shipper", "Client id the brokers log and apply quotas to."),
-)  # fmt: skip
+@dataclass(frozen=True, kw_only=True)
+class KafkaOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout):
+    IGNORED = {
+        "clientId": "the client id is client_id (kube-event-shipper by default)",
+        "version": "the protocol version is negotiated with the brokers",
+        "sasl.enable": "SASL is on when a user is given",
+    }
+    DEFAULTS = {"timeout": 30.0}
+
+    brokers: list[str] = option([], "Bootstrap brokers HOST:PORT (repeat or comma-separate; port 9092 by default).", exporter="brokers")
+    eventstopic: str = option(DEFAULT_TOPIC, "Topic of the events (created by the broker if it auto-creates topics).", aliases=("topic",), exporter="topic")
+    timeseriestopic: str | None = option(None, "kube-eventer's metrics topic: accepted and ignored (events only).")
+    compression: str = option("none", "none, gzip, snappy, lz4 or zstd (Kafka 2.1+); snappy/lz4/zstd need the kafka extra.", parse=choice(*COMPRESSIONS), exporter="compressionCodec")
+    user: str | None = option(None, "SASL user; with password, switches SASL on.", aliases=("username",), exporter="sasl.username")
+    password: str | None = option(None, "SASL password: password_file=/path or password=$VAR.", secret=True, exporter="sasl.password")
+    mechanism: str | None = option(None, "SASL mechanism: PLAIN (default, kube-eventer's), SCRAM-SHA-256, SCRAM-SHA-512.", parse=parse_mechanism, aliases=("sasl_mechanism",), exporter="sasl.mechanism")
+    tls: bool | None = option(None, "TLS to the brokers; default: on when ca_file, cert_file/key_file or insecure is given.", parse=parse_bool, exporter="tls.enable")
+    linger_ms: int = option(5, "How long the producer waits to fill a batch (every write ends with a flush).", parse=parse_nonnegative_int)
+    batch_bytes: int = option(262144, "Producer batch size per partition, bytes (the pipeline's batch_size counts events).", parse=parse_positive_int)
+    max_message_bytes: int = option(1048576, "Largest message sent; larger events are dead-lettered (keep it <= the topic's max.message.bytes).", parse=parse_positive_int)
+    client_id: str = option("kube-event-shipper", "Client id the brokers log and apply quotas to.")
 
 
 class KafkaLog(logging.Handler):
@@ -175,9 +183,13 @@ def kafka_log() -> KafkaLog:
 
 
 class KafkaSink(Sink):
+    receiver = "kafka"
+    Options = KafkaOptions
+    options: KafkaOptions
+    usage = "kafka:?brokers=HOST:9092&brokers=HOST:9092&eventstopic=TOPIC"
+    example = "kafka:?brokers=kafka-0:9092&eventstopic=kube-events&compression=zstd"
     scheme = "kafka"
     summary = "Apache Kafka: one JSON message per event version, key = uid, acks=all"
-    params = PARAMS
     guarantee = (
         "at least once per event version, ordered per uid (key = uid): a write that timed out,"
         " a crash (the last checkpoint interval) and --start=all may send a version again, with"
@@ -192,7 +204,7 @@ class KafkaSink(Sink):
         super().__init__(*args, **kwargs)
         where = f"--sink {self.scheme}"
         options = self.options
-        brokers = parse_list(self.uri.rest.removeprefix("//")) + list(options["brokers"])
+        brokers = parse_list(self.uri.rest.removeprefix("//")) + list(options.brokers)
         try:
             self.brokers = [parse_broker(b) for b in brokers]
         except ValueError as exc:
@@ -201,41 +213,38 @@ class KafkaSink(Sink):
             raise UsageError(
                 f"{where}: no brokers given; expected kafka:?brokers=HOST:9092&brokers=..."
             )
-        self.topic = options["eventstopic"]
+        self.topic = options.eventstopic
         if not _TOPIC.fullmatch(self.topic) or self.topic in (".", ".."):
             raise UsageError(
                 f"{where}: parameter eventstopic={self.topic!r}: expected a topic name of"
                 " letters, digits, '.', '_' and '-' (at most 249)"
             )
-        if options["timeseriestopic"] is not None:
+        if options.timeseriestopic is not None:
             log.warning(
                 "Sink %s: timeseriestopic=%s is ignored: kube-event-shipper ships events only.",
-                self.scheme, options["timeseriestopic"],
+                self.scheme, options.timeseriestopic,
             )  # fmt: skip
-        self.compression = options["compression"]
+        self.compression = options.compression
         self._check_codec(where)
-        user, password = options["user"], options["password"]
+        user, password = options.user, options.password
         if bool(user) != (password is not None):
             raise UsageError(f"{where}: give user and password together (SASL)")
-        if options["mechanism"] and not user:
+        if options.mechanism and not user:
             raise UsageError(f"{where}: parameter mechanism needs user and password")
-        self.mechanism = (options["mechanism"] or "PLAIN") if user else None
-        for name in ("cacert", "cert", "key"):
-            path = options[name]
-            if path is not None and not os.access(path, os.R_OK):
-                raise UsageError(f"{where}: parameter {name}={path!r}: cannot read it")
-        if bool(options["cert"]) != bool(options["key"]):
-            raise UsageError(f"{where}: give cert and key together")
-        implied = any(options[p] for p in ("cacert", "cert", "insecuressl"))
-        if options["tls"] is False and implied:
-            raise UsageError(f"{where}: tls=false, but cacert, cert or insecuressl given")
-        self.tls = bool(options["tls"]) or implied
+        self.mechanism = (options.mechanism or "PLAIN") if user else None
+        check_readable(options, where, "ca_file", "cert_file", "key_file")
+        if bool(options.cert_file) != bool(options.key_file):
+            raise UsageError(f"{where}: give cert_file and key_file together")
+        implied = bool(options.ca_file or options.cert_file or options.insecure)
+        if options.tls is False and implied:
+            raise UsageError(f"{where}: tls=false, but ca_file, cert_file or insecure given")
+        self.tls = bool(options.tls) or implied
         try:
             self._ssl = self.ssl_context()
         except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"{where}: cannot use cacert, cert or key: {exc}") from None
-        self.cluster = options["cluster_name"] or self.ctx.cluster
-        self.timeout = max(options["timeout"], 1.0)
+            raise UsageError(f"{where}: cannot use ca_file, cert_file or key_file: {exc}") from None
+        self.cluster = options.cluster_name or self.ctx.cluster
+        self.timeout = max(options.timeout, 1.0)
         #: (uid, resource_version) of the messages of a failed write that the broker did
         #: acknowledge: its retry (the same batch) does not send them again.
         self._acked: set[tuple[str, str]] = set()
@@ -250,7 +259,7 @@ class KafkaSink(Sink):
             raise UsageError(
                 f"{where}: parameter compression={self.compression}: the codec is not installed;"
                 f" pip install {CODEC_PACKAGES[self.compression]}"
-                " (or pip install 'kube-event-shipper[kafka-compression]')"
+                " (or pip install 'kube-event-shipper[kafka]')"
             )
 
     # -- the producer
@@ -264,12 +273,12 @@ class KafkaSink(Sink):
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls:
             return None
-        context = ssl.create_default_context(cafile=self.options["cacert"])
-        if self.options["insecuressl"]:
+        context = ssl.create_default_context(cafile=self.options.ca_file)
+        if self.options.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        if self.options["cert"]:
-            context.load_cert_chain(self.options["cert"], self.options["key"])
+        if self.options.cert_file:
+            context.load_cert_chain(self.options.cert_file, self.options.key_file)
         return context
 
     def producer_config(self) -> dict[str, Any]:
@@ -277,15 +286,15 @@ class KafkaSink(Sink):
         from kafka import KafkaProducer
 
         timeout_ms = int(self.timeout * 1000)
-        linger = self.options["linger_ms"]
+        linger = self.options.linger_ms
         config: dict[str, Any] = {
             "bootstrap_servers": self.brokers,
-            "client_id": self.options["client_id"],
+            "client_id": self.options.client_id,
             "acks": "all",
             "compression_type": None if self.compression == "none" else self.compression,
             "linger_ms": linger,
-            "batch_size": self.options["batch_bytes"],
-            "max_request_size": self.options["max_message_bytes"],
+            "batch_size": self.options.batch_bytes,
+            "max_request_size": self.options.max_message_bytes,
             # A write waits at most `timeout` for its acknowledgements, and for metadata.
             "delivery_timeout_ms": timeout_ms + linger,
             "request_timeout_ms": timeout_ms,
@@ -299,8 +308,8 @@ class KafkaSink(Sink):
         if self.mechanism:
             config.update(
                 sasl_mechanism=self.mechanism,
-                sasl_plain_username=self.options["user"],
-                sasl_plain_password=self.options["password"],
+                sasl_plain_username=self.options.user,
+                sasl_plain_password=self.options.password,
             )
         known = KafkaProducer.DEFAULT_CONFIG
         if known.get("enable_idempotence") is False:  # kafka-python 2.x: opt in
@@ -330,7 +339,7 @@ class KafkaSink(Sink):
             if isinstance(reason, errors.SaslAuthenticationFailedError):
                 return (
                     f"{where}: authentication failed ({self.mechanism}, user"
-                    f" {self.options['user']!r}): {_text(reason)}; check user, password and"
+                    f" {self.options.user!r}): {_text(reason)}; check user, password and"
                     " mechanism"
                 )
             if isinstance(reason, errors.UnsupportedSaslMechanismError):
@@ -346,7 +355,7 @@ class KafkaSink(Sink):
             for r in records
         ):  # the broker's reply to bad credentials is sometimes only the hang-up
             return (
-                f"{where}: authentication failed ({self.mechanism}, user {self.options['user']!r}):"
+                f"{where}: authentication failed ({self.mechanism}, user {self.options.user!r}):"
                 " the brokers closed the connection during SASL authentication; check user,"
                 " password and mechanism"
             )
@@ -477,7 +486,7 @@ class KafkaSink(Sink):
                 log.warning("Sink %s: closing the producer: %s", self.scheme, _text(exc))
 
     def describe(self) -> str:
-        auth = f" {self.mechanism} user {self.options['user']}" if self.mechanism else ""
+        auth = f" {self.mechanism} user {self.options.user}" if self.mechanism else ""
         return f"kafka {','.join(self.brokers)} topic={self.topic}{auth}"
 
 

@@ -31,22 +31,35 @@ past the rate limit arrive as one digest message.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from shipper.sinks.base import TransientError
 from shipper.sinks.notify import (
+    ChatOptions,
     Notification,
     NotifierSink,
     RateLimited,
     Refused,
     hmac_sha256_b64,
-    notify_params,
 )
-from shipper.uri import Param, choice, parse_bool, parse_list
+from shipper.spec import option
+from shipper.uri import choice
 
 RATE_LIMITED = {11232, 230020, 99991400}
 OPERATOR = {19021, 19022, 19024, 19001, 19002}
 TEMPLATES = {"#E01E5A": "red", "#2EB67D": "green", "#ECB22E": "yellow"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LarkOptions(ChatOptions):
+    DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["100/1m", "5/1s"]}}
+
+    sign: str | None = option(None, "The bot's signature secret: adds timestamp and sign to every body.", secret=True, aliases=("secret",))
+    msg_type: str = option("interactive", "Message type.", parse=choice("interactive", "text"))
+    at_all: bool = option(False, "@all.")
+    at_user_ids: list[str] = option([], "open_id or user_id values to @mention.")
+    region: str | None = option(None, "Accepted for kube-eventer compatibility; unused.")
 
 
 class LarkSink(NotifierSink):
@@ -55,14 +68,10 @@ class LarkSink(NotifierSink):
     summary = "Lark / Feishu custom bot (interactive card or text, signed)"
     vendor = "Lark"
     max_text = 20000
-    params = (
-        Param("sign", str, None, "The bot's signature secret: adds timestamp and sign to every body.", secret=True, aliases=("secret",)),
-        Param("msg_type", choice("interactive", "text"), "interactive", "Message type."),
-        Param("at_all", parse_bool, False, "@all."),
-        Param("at_user_ids", parse_list, [], "open_id or user_id values to @mention.", repeat=True),
-        Param("region", str, None, "Accepted for kube-eventer compatibility; unused."),
-        *notify_params(rate="100/1m,5/1s"),
-    )  # fmt: skip
+    Options = LarkOptions
+    options: LarkOptions
+    usage = 'lark:https://open.feishu.cn/open-apis/bot/v2/hook/TOKEN'
+    example = 'lark:https://open.feishu.cn/open-apis/bot/v2/hook/$LARK_HOOK&sign_file=/secrets/lark'
     guarantee = (
         "at least once per alert; count updates within realert are not re-sent; events past"
         " 100/min or 5/s arrive as one digest message"
@@ -76,13 +85,13 @@ class LarkSink(NotifierSink):
 
     def mentions(self, card: bool) -> str:
         o = self.options
-        ids = [*(["all"] if o["at_all"] else []), *o["at_user_ids"]]
+        ids = [*(["all"] if o.at_all else []), *o.at_user_ids]
         if card:
             return " ".join(f"<at id={i}></at>" for i in ids)
         return " ".join(f'<at user_id="{i}">{"所有人" if i == "all" else ""}</at>' for i in ids)
 
     def payload(self, n: Notification) -> dict[str, Any]:
-        if self.options["msg_type"] == "text":
+        if self.options.msg_type == "text":
             text = "\n".join(p for p in (n.title, n.lines(), self.mentions(False)) if p)
             message: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}
         else:
@@ -106,7 +115,7 @@ class LarkSink(NotifierSink):
                            "template": TEMPLATES.get(n.color.upper(), "blue")},
                 "elements": elements,
             }}  # fmt: skip
-        secret = self.options["sign"]
+        secret = self.options.sign
         if secret:
             stamp = str(int(time.time()))
             message = {

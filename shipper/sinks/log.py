@@ -13,18 +13,29 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.spec import SinkOptions
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogOptions(SinkOptions):
+    IGNORED = {"deDot": "the document always has de-dotted label keys"}
 
 
 class LogSink(Sink):
     scheme = "log"
     aliases = ("stdout",)
+    receiver = "stdout"
     summary = "one JSON document per line on stdout"
+    usage = "log"
+    example = "log?level=Warning&namespaces=prod,payments"
+    Options = LogOptions
     guarantee = (
         "each event version printed once across graceful restarts; after a crash, the last"
         " checkpoint interval may be printed again (deduplicate on uid + resource_version)"

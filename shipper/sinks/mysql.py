@@ -61,17 +61,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import ssl
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from shipper.event import Event, utc_now
 from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.uri import Param, Uri, UsageError, choice, expand_env, parse_duration, parse_list
+from shipper.spec import (
+    ClientCert,
+    ClusterName,
+    SinkOptions,
+    Timeout,
+    TLSTrust,
+    check_readable,
+    option,
+)
+from shipper.uri import Uri, UsageError, choice, expand_env, parse_list
 
 log = logging.getLogger(__name__)
 
@@ -315,28 +324,28 @@ def parse_charset(text: str) -> str:
 
 parse_charset.__name__ = "utf8mb4|utf8"
 
-PARAMS: tuple[Param, ...] = (
-    Param("table", str, DEFAULT_TABLE, "Table of events (one row per Event); versions go to <table>_occurrence. Letters, digits, _."),
-    Param("user", str, None, "User, where the DSN or URL has none.", aliases=("username",)),
-    Param("password", str, None, "Password, where the DSN or URL has none: password_file=/path or password=$VAR.", secret=True),
-    Param("cluster_name", str, None, "The cluster column (default --cluster-name).", aliases=("cluster",)),
-    Param("tls", choice("false", "true", "skip-verify", "preferred"), None, "TLS as in Go: true (verify the certificate and host name), skip-verify, preferred (TLS if offered, unverified), false. Default false, true when a tls_* file is given."),
-    Param("tls_ca", str, None, "CA bundle that signed the server's certificate (default: the system's).", aliases=("ssl_ca",)),
-    Param("tls_cert", str, None, "Client certificate (mutual TLS).", aliases=("ssl_cert",)),
-    Param("tls_key", str, None, "Client key (mutual TLS).", aliases=("ssl_key",)),
-    Param("timeout", parse_duration, 10.0, "Connect timeout (Go DSN's timeout)."),
-    Param("readTimeout", parse_duration, 60.0, "Timeout of one read from the server.", aliases=("read_timeout",)),
-    Param("writeTimeout", parse_duration, 60.0, "Timeout of one write to the server.", aliases=("write_timeout",)),
-    Param("charset", parse_charset, "utf8mb4", "utf8mb4 (utf8 is read as utf8mb4: a 3-byte utf8 connection would refuse emoji)."),
-    Param("parseTime", str, [], "Go driver options (parseTime, " + ", ".join(GO_DRIVER_OPTIONS) + "): accepted so that a kube-eventer DSN works unchanged; no effect (times are always UTC).", repeat=True, aliases=GO_DRIVER_OPTIONS),
-)  # fmt: skip
+@dataclass(frozen=True, kw_only=True)
+class MySQLOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout):
+    DEFAULTS = {"timeout": 10.0}
+
+    table: str = option(DEFAULT_TABLE, "Table of events (one row per Event); versions go to <table>_occurrence. Letters, digits, _.")
+    user: str | None = option(None, "User, where the DSN or URL has none.", aliases=("username",))
+    password: str | None = option(None, "Password, where the DSN or URL has none: password_file=/path or password=$VAR.", secret=True)
+    tls: str | None = option(None, "TLS as in Go: true (verify the certificate and host name), skip-verify, preferred (TLS if offered, unverified), false. Default false, true when a TLS file is given; insecure=true means skip-verify.", parse=choice("false", "true", "skip-verify", "preferred"))
+    read_timeout: float = option(60.0, "Timeout of one read from the server.", aliases=("readTimeout",))
+    write_timeout: float = option(60.0, "Timeout of one write to the server.", aliases=("writeTimeout",))
+    charset: str = option("utf8mb4", "utf8mb4 (utf8 is read as utf8mb4: a 3-byte utf8 connection would refuse emoji).", parse=parse_charset)
+    go_driver_options: list[str] = option([], "Go driver options (parseTime, " + ", ".join(GO_DRIVER_OPTIONS) + "): accepted so that a kube-eventer DSN works unchanged; no effect (times are always UTC).", parse=str, aliases=("parseTime", *GO_DRIVER_OPTIONS))
 
 
 class MySQLSink(Sink):
     scheme = "mysql"
     aliases = ("mariadb",)
     summary = "MySQL 5.7+/8.x or MariaDB: one row per event updated in place, plus every version"
-    params = PARAMS
+    Options = MySQLOptions
+    options: MySQLOptions
+    usage = "mysql:?USER:PW@tcp(HOST:3306)/DB?charset=utf8mb4&table=kube_event or mysql://USER@HOST:3306/DB"
+    example = "mysql:?shipper:$MYSQL_PASSWORD@tcp(mysql:3306)/kube?table=kube_event"
     guarantee = (
         "exactly once: one row per event (upsert by uid, never rolled back to an older version)"
         " and one row per event version (uid, resource_version)"
@@ -375,25 +384,23 @@ class MySQLSink(Sink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         where = f"--sink {self.scheme}"
-        self.table = self.options["table"]
+        self.table = self.options.table
         if not _TABLE.fullmatch(self.table) or self.table == VERSION_TABLE:
             raise UsageError(
                 f"{where}: parameter table={self.table!r}: expected a name of letters, digits and"
                 " _ that does not start with a digit, at most 53 characters"
             )
         self.connect_args = self._connect_args(where)
-        self.cluster = self.options["cluster_name"] or self.ctx.cluster
-        self.tls = self.options["tls"] or (
-            "true" if any(self.options[p] for p in ("tls_ca", "tls_cert", "tls_key")) else "false"
+        self.cluster = self.options.cluster_name or self.ctx.cluster
+        o = self.options
+        self.tls = o.tls or (
+            "skip-verify" if o.insecure else "true" if o.ca_file or o.cert_file else "false"
         )
-        for name in ("tls_ca", "tls_cert", "tls_key"):
-            path = self.options[name]
-            if path is not None and not os.access(path, os.R_OK):
-                raise UsageError(f"{where}: parameter {name}={path!r}: cannot read it")
-        if bool(self.options["tls_cert"]) != bool(self.options["tls_key"]):
-            raise UsageError(f"{where}: give tls_cert and tls_key together")
-        if self.tls == "false" and any(self.options[p] for p in ("tls_ca", "tls_cert")):
-            raise UsageError(f"{where}: tls=false, but tls_ca/tls_cert given")
+        check_readable(o, where, "ca_file", "cert_file", "key_file")
+        if bool(o.cert_file) != bool(o.key_file):
+            raise UsageError(f"{where}: give cert_file and key_file together")
+        if self.tls == "false" and (o.ca_file or o.cert_file):
+            raise UsageError(f"{where}: tls=false, but ca_file/cert_file given")
         self._upsert = upsert_sql(self.table)
         self._occurrence = occurrence_sql(self.table)
 
@@ -426,12 +433,12 @@ class MySQLSink(Sink):
             )
             host, port = "127.0.0.1", None
         expand = lambda text: expand_env(text, where=where)  # noqa: E731
-        user = expand(user) if user else self.options["user"]
-        if password is not None and self.options["password"] is not None:
+        user = expand(user) if user else self.options.user
+        if password is not None and self.options.password is not None:
             raise UsageError(
                 f"{where}: the password is given twice (in the DSN and as a parameter)"
             )
-        password = expand(password) if password is not None else self.options["password"]
+        password = expand(password) if password is not None else self.options.password
         database = expand(database or "")
         if not user:
             raise UsageError(f"{where}: no user given; expected {_EXAMPLES}")
@@ -467,12 +474,12 @@ class MySQLSink(Sink):
     def _ssl_args(self) -> dict[str, Any]:
         if self.tls == "false":
             return {"ssl_disabled": True}
-        context = ssl.create_default_context(cafile=self.options["tls_ca"])
+        context = ssl.create_default_context(cafile=self.options.ca_file)
         if self.tls != "true":  # skip-verify, preferred
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        if self.options["tls_cert"]:
-            context.load_cert_chain(self.options["tls_cert"], self.options["tls_key"])
+        if self.options.cert_file:
+            context.load_cert_chain(self.options.cert_file, self.options.key_file)
         if self.tls == "preferred":  # pymysql: TLS when the server offers it, else plain
             return {}
         return {"ssl": context}
@@ -487,9 +494,9 @@ class MySQLSink(Sink):
                 **self.connect_args,
                 charset="utf8mb4",
                 autocommit=False,
-                connect_timeout=max(1, round(options["timeout"])),
-                read_timeout=options["readTimeout"] or None,
-                write_timeout=options["writeTimeout"] or None,
+                connect_timeout=max(1, round(options.timeout)),
+                read_timeout=options.read_timeout or None,
+                write_timeout=options.write_timeout or None,
                 **self._ssl_args(),
             )
         except pymysql.MySQLError as exc:

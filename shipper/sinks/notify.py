@@ -53,8 +53,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from shipper import spec
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.spec import ClusterName, SinkOptions, Timeout, TLSTrust, option
 from shipper.templates import (
     Struct,
     Template,
@@ -63,7 +65,7 @@ from shipper.templates import (
     compile_template,
     event_context,
 )
-from shipper.uri import Param, UsageError, parse_bool, parse_duration
+from shipper.uri import UsageError, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -392,28 +394,27 @@ def _kv(text: str) -> str:
 _kv.__name__ = "NAME=TEMPLATE"
 
 
-def notify_params(
-    *, rate: str, realert: float = 600.0, max_age: float = 900.0, chat: bool = True
-) -> tuple[Param, ...]:
-    """The parameters every notifier shares, with this vendor's defaults."""
-    chat_params = (
-        Param("message", str, None, "Message text, a Go-style template ({{ .Reason }}, {{ .InvolvedObject.Namespace }}, {{ .Message }}, {{ .Count }}, {{ .ClusterName }} ...)."),
-        Param("title", str, None, "Title template (default: [cluster] Type Reason: Kind namespace/name)."),
-        Param("color", str, None, "Colour template (default by type: Warning red, Normal green, digest yellow)."),
-        Param("field", _kv, [], "A field NAME=TEMPLATE shown beside the message (repeatable; replaces the default fields).", repeat=True, aliases=("fields",)),
-        Param("label", str, [], "A line printed at the top of every message, e.g. the keyword a DingTalk robot demands (repeatable).", repeat=True),
-    ) if chat else ()  # fmt: skip
-    return (
-        *chat_params,
-        Param("link_template", str, None, "A link added to every message, e.g. https://grafana/d/x?var-namespace={{ .InvolvedObject.Namespace }}.", aliases=("link",)),
-        Param("rate", parse_rate, parse_rate(rate), f"Most messages per window, COUNT/DURATION (repeatable; default {rate or '0'}: the vendor's limit); past it, events fold into one digest message. 0: no limit.", repeat=True),
-        Param("realert", parse_duration, realert, "A count update of an event already alerted within this window is not sent again (0: send every update)."),
-        Param("max_age", parse_duration, max_age, "Events that happened longer ago than this are not sent (first start, replays); 0: no limit."),
-        Param("cluster_name", str, None, "{{ .ClusterName }} (default --cluster-name).", aliases=("cluster_id",)),
-        Param("timeout", parse_duration, 10.0, "Timeout of one request."),
-        Param("ca_file", str, None, "CA bundle that signed the server's certificate (default: the system's).", aliases=("caFile", "ca")),
-        Param("insecure", parse_bool, False, "Skip verifying the server's certificate."),
-    )  # fmt: skip
+@dataclass(frozen=True, kw_only=True)
+class NotifyOptions(SinkOptions, TLSTrust, ClusterName, Timeout):
+    """What every notifier takes; a vendor changes the defaults with ``DEFAULTS``."""
+
+    DEFAULTS = {"timeout": 10.0}
+
+    link_template: str | None = option(None, "A link added to every message, e.g. https://grafana/d/x?var-namespace={{ .InvolvedObject.Namespace }}.", aliases=("link",))
+    rate: list[str] = option([], "Most messages per window, COUNT/DURATION (repeatable; default: the vendor's limit); past it, events fold into one digest message. 0: no limit.", parse=parse_rate)
+    realert: float = option(600.0, "A count update of an event already alerted within this window is not sent again (0: send every update).")
+    max_age: float = option(900.0, "Events that happened longer ago than this are not sent (first start, replays); 0: no limit.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatOptions(NotifyOptions):
+    """A chat message's parts, each a Go template over the event."""
+
+    message: str | None = option(None, "Message text, a Go-style template ({{ .Reason }}, {{ .InvolvedObject.Namespace }}, {{ .Message }}, {{ .Count }}, {{ .ClusterName }} ...).", exporter="message")
+    title: str | None = option(None, "Title template (default: [cluster] Type Reason: Kind namespace/name).", exporter="title")
+    color: str | None = option(None, "Colour template (default by type: Warning red, Normal green, digest yellow).", exporter="color")
+    field: list[str] = option([], "A field NAME=TEMPLATE shown beside the message (repeatable; replaces the default fields).", parse=_kv, aliases=("fields",), exporter="fields")
+    label: list[str] = option([], "A line printed at the top of every message, e.g. the keyword a DingTalk robot demands (repeatable).", parse=str)
 
 
 # -- the base class
@@ -441,34 +442,33 @@ class NotifierSink(Sink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         o = self.options
-        self.name = o.get("name") or self.scheme
+        self.name = o.name or self.scheme
         self.where = f"--sink {self.scheme}"
         self._check_leftover()
-        self.cluster = o.get("cluster_name") or self.ctx.cluster
-        self.labels: list[str] = list(o.get("label") or [])
-        self.title_t = self.template("title", o.get("title") or DEFAULT_TITLE)
-        self.message_t = self.template("message", o.get("message") or self.default_message)
-        self.color_t = self.template("color", o["color"]) if o.get("color") else None
+        self.cluster = o.cluster_name or self.ctx.cluster
+        chat = o if isinstance(o, ChatOptions) else ChatOptions()
+        self.labels: list[str] = list(chat.label)
+        self.title_t = self.template("title", chat.title or DEFAULT_TITLE)
+        self.message_t = self.template("message", chat.message or self.default_message)
+        self.color_t = self.template("color", chat.color) if chat.color else None
         self.fields_t = [
             (name, self.template("field", text))
-            for name, _, text in (f.partition("=") for f in (o.get("field") or self.default_fields))
-        ] if "field" in o else []  # fmt: skip
-        self.link_t = (
-            self.template("link_template", o["link_template"]) if o.get("link_template") else None
-        )
-        self.limiter = RateLimiter(o["rate"])
-        self.realert: float = o["realert"]
-        self.max_age: float = o["max_age"]
+            for name, _, text in (f.partition("=") for f in (chat.field or self.default_fields))
+        ] if isinstance(o, ChatOptions) else []  # fmt: skip
+        self.link_t = self.template("link_template", o.link_template) if o.link_template else None
+        self.limiter = RateLimiter(o.rate)
+        self.realert: float = o.realert
+        self.max_age: float = o.max_age
         self._secrets: list[str] = []
-        for param in self.params:
-            value = o.get(param.name)
-            if param.secret and isinstance(value, str):
+        for declared in spec.declared(type(o)):
+            value = getattr(o, declared.name)
+            if declared.meta.secret and isinstance(value, str):
                 self._secrets.append(value)
         for key, value in self.leftover:
             if value and re.search(r"token|key|secret|sig|sign|pass|auth", key, re.I):
                 self._secrets.append(value)
         self.http = Http(
-            timeout=o["timeout"], ca_file=o.get("ca_file"), insecure=o["insecure"], scrub=self.scrub
+            timeout=o.timeout, ca_file=o.ca_file, insecure=o.insecure, scrub=self.scrub
         )
         self._lock = threading.RLock()
         self._handled: OrderedDict[tuple[str, str], str | None] = OrderedDict()
@@ -492,10 +492,10 @@ class NotifierSink(Sink):
         """Unknown query keys stay on the vendor's URL only if that URL uses them."""
         if self.scheme == "webhook":
             return
-        from shipper.pipeline import PIPELINE_PARAMS
         from shipper.uri import _unknown_param_message
 
-        known = {name: p for p in (*self.params, *PIPELINE_PARAMS) for name in (p.name, *p.aliases)}
+        params = spec.params(type(self.options))
+        known = {name: p for p in params for name in (p.name, *p.aliases)}
         for key, _ in self.leftover:
             if key not in self.url_keys:
                 raise UsageError(_unknown_param_message(key, known, self.where))

@@ -15,44 +15,52 @@ dependency: ``pip install 'kube-event-shipper[aws]'`` (botocore).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from shipper.sinks.elasticsearch import (
-    PARAMS,
     ElasticsearchSink,
     Http,
     OpenSearchHttp,
+    SearchOptions,
     _split_userinfo,
 )
-from shipper.uri import Param, UsageError, choice
+from shipper.spec import option
+from shipper.uri import UsageError, choice
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenSearchOptions(SearchOptions):
+    aws_region: str | None = option(None, "Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service).", aliases=("awsRegion",), group="aws")
+    aws_service: str = option("es", "SigV4 service: es (managed domains) or aoss (Serverless).", parse=choice("es", "aoss"), group="aws")
 
 
 class OpenSearchSink(ElasticsearchSink):
     scheme = "opensearch"
     aliases = ()
+    receiver = "opensearch"
     summary = (
         "OpenSearch 1.x-3.x and Amazon OpenSearch (SigV4): same schema and modes as elasticsearch"
     )
-    params = (
-        *PARAMS,
-        Param("aws_region", str, None, "Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service).", aliases=("awsRegion",)),
-        Param("aws_service", choice("es", "aoss"), "es", "SigV4 service: es (managed domains) or aoss (Serverless)."),
-    )  # fmt: skip
+    usage = "opensearch:https://HOST:9200"
+    example = "opensearch:https://search-x.eu-west-1.es.amazonaws.com?aws_region=eu-west-1"
+    Options = OpenSearchOptions
+    options: OpenSearchOptions
     expects = "opensearch"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.options["aws_region"] and (self.options["esUserName"] or self.options["apiKey"]):
+        if self.options.aws_region and (self.options.username or self.options.api_key):
             raise UsageError(
                 f"--sink {self.scheme}: aws_region signs requests with SigV4; drop"
                 " esUserName/apiKey, or drop aws_region"
             )
-        if self.options["apiKey"]:
+        if self.options.api_key:
             raise UsageError(
                 f"--sink {self.scheme}: parameter apiKey: OpenSearch has no API keys; use"
                 " esUserName/esUserSecret, a client certificate, or aws_region (SigV4)"
             )
-        self._signer = self._sigv4() if self.options["aws_region"] else None
+        self._signer = self._sigv4() if self.options.aws_region else None
 
     def make_http(self, nodes: list[str] | None = None) -> Http:
         from opensearchpy import OpenSearch, RequestsHttpConnection
@@ -60,12 +68,12 @@ class OpenSearchSink(ElasticsearchSink):
         hosts, basic = _split_userinfo(nodes or self.nodes)
         kwargs: dict[str, Any] = dict(
             hosts=hosts,
-            timeout=self.options["timeout"],
-            max_retries=self.options["maxRetries"],
+            timeout=self.options.timeout,
+            max_retries=self.options.max_retries,
             retry_on_timeout=True,
             retry_on_status=(),
         )
-        user, password = self.options["esUserName"], self.options["esUserSecret"]
+        user, password = self.options.username, self.options.password
         if user or basic:
             kwargs["http_auth"] = (user, password or "") if user else basic
         if self._signer is not None:  # signing needs the requests transport, not an SSLContext
@@ -92,18 +100,18 @@ class OpenSearchSink(ElasticsearchSink):
                 " (IRSA, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance profile)"
             )
         return RequestsAWSV4SignerAuth(
-            credentials, self.options["aws_region"], self.options["aws_service"]
+            credentials, self.options.aws_region, self.options.aws_service
         )
 
     def _requests_tls_kwargs(self) -> dict[str, Any]:
         if not any(node.startswith("https:") for node in self.nodes):
             return {}
         kwargs: dict[str, Any] = {
-            "verify_certs": not self.options["insecure"],
+            "verify_certs": not self.options.insecure,
             "ssl_show_warn": False,
         }
-        if self.options["caFile"]:
-            kwargs["ca_certs"] = self.options["caFile"]
-        if self.options["certFile"]:
-            kwargs.update(client_cert=self.options["certFile"], client_key=self.options["keyFile"])
+        if self.options.ca_file:
+            kwargs["ca_certs"] = self.options.ca_file
+        if self.options.cert_file:
+            kwargs.update(client_cert=self.options.cert_file, client_key=self.options.key_file)
         return kwargs

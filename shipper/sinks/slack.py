@@ -35,18 +35,20 @@ past the rate limit arrive as one digest message.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from shipper.sinks.base import TransientError
 from shipper.sinks.notify import (
+    ChatOptions,
     Notification,
     NotifierSink,
     RateLimited,
     Refused,
     Reply,
-    notify_params,
 )
-from shipper.uri import Param, UsageError, choice
+from shipper.spec import option
+from shipper.uri import UsageError, choice
 
 RATE_LIMITED = {"ratelimited", "rate_limited"}
 OPERATOR = {
@@ -62,21 +64,29 @@ def mrkdwn_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+@dataclass(frozen=True, kw_only=True)
+class SlackOptions(ChatOptions):
+    DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["1/1s"]}}
+
+    token: str | None = option(None, "Bot token (xoxb-...) with chat:write; sends with chat.postMessage.", secret=True, exporter="token")
+    channel: str | None = option(None, "Channel id or name (with token).", exporter="channel")
+    format: str = option("blocks", "blocks: Block Kit in a coloured attachment; attachments: the classic attachment.", parse=choice("blocks", "attachments"))
+    footer: str | None = option(None, "Footer template.", exporter="footer")
+    author_name: str | None = option(None, "Author template (attachments).", exporter="author_name")
+    api_url: str = option("https://slack.com/api", "Base URL of the Web API (Mattermost, a proxy).", exporter="api_url")
+
+
 class SlackSink(NotifierSink):
     scheme = "slack"
+    receiver = "slack"
     summary = "Slack chat.postMessage (bot token) or an incoming webhook; Block Kit or attachments"
     vendor = "Slack"
     max_text = 2900  # a section block's text holds 3000 characters
     escape = staticmethod(mrkdwn_escape)
-    params = (
-        Param("token", str, None, "Bot token (xoxb-...) with chat:write; sends with chat.postMessage.", secret=True),
-        Param("channel", str, None, "Channel id or name (with token)."),
-        Param("format", choice("blocks", "attachments"), "blocks", "blocks: Block Kit in a coloured attachment; attachments: the classic attachment."),
-        Param("footer", str, None, "Footer template."),
-        Param("author_name", str, None, "Author template (attachments)."),
-        Param("api_url", str, "https://slack.com/api", "Base URL of the Web API."),
-        *notify_params(rate="1/1s"),
-    )  # fmt: skip
+    Options = SlackOptions
+    options: SlackOptions
+    usage = 'slack:https://hooks.slack.com/services/T/B/X or slack:?token=xoxb-...&channel=C123'
+    example = 'slack:?token_file=/secrets/slack&channel=C0123456'
     guarantee = (
         "at least once per alert; count updates within realert are not re-sent; events past"
         " 1/s arrive as one digest message"
@@ -88,20 +98,20 @@ class SlackSink(NotifierSink):
         self.webhook = "://" in self.uri.rest
         if self.webhook:
             self.add_secret(self.uri.rest, self.uri.rest.rstrip("/").rpartition("/")[2])
-        elif not (o["token"] and o["channel"]):
+        elif not (o.token and o.channel):
             raise UsageError(
                 f"{self.where}: expected token=...&channel=... (chat.postMessage) or an incoming"
                 " webhook URL: slack:https://hooks.slack.com/services/..."
             )
-        self.footer_t = self.template("footer", o["footer"]) if o["footer"] else None
-        self.author_t = self.template("author_name", o["author_name"]) if o["author_name"] else None
-        self.api = o["api_url"].rstrip("/")
+        self.footer_t = self.template("footer", o.footer) if o.footer else None
+        self.author_t = self.template("author_name", o.author_name) if o.author_name else None
+        self.api = o.api_url.rstrip("/")
 
     def target(self) -> str:
-        return super().target() if self.webhook else f"{self.api} channel {self.options['channel']}"
+        return super().target() if self.webhook else f"{self.api} channel {self.options.channel}"
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.options['token']}"}
+        return {"Authorization": f"Bearer {self.options.token}"}
 
     def open(self) -> None:
         if not self.webhook:
@@ -116,7 +126,7 @@ class SlackSink(NotifierSink):
         footer = self.footer_t.render(n.data, mrkdwn_escape) if self.footer_t else ""
         text = "\n".join([*map(mrkdwn_escape, n.labels), n.text]).strip()
         fields = [(name, value) for name, value in n.fields if value][:10]
-        if self.options["format"] == "attachments":
+        if self.options.format == "attachments":
             attachment: dict[str, Any] = {
                 "color": n.color, "title": n.title, "fallback": n.title,
                 "fields": [{"title": k, "value": v, "short": False} for k, v in fields],
@@ -150,7 +160,7 @@ class SlackSink(NotifierSink):
                 "attachments": [{"color": n.color, "blocks": blocks}],
             }
         if not self.webhook:
-            message["channel"] = self.options["channel"]
+            message["channel"] = self.options.channel
         return message
 
     def deliver(self, n: Notification) -> None:

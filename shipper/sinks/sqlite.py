@@ -38,7 +38,7 @@ import orjson
 
 from shipper.event import Event, utc_now
 from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.uri import Param, parse_duration
+from shipper.spec import SinkOptions, option
 
 SCHEMA_VERSION = 2
 PRUNE_EVERY = 600.0
@@ -135,12 +135,18 @@ def cutoff(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - seconds))
 
 
+@dataclass(frozen=True, kw_only=True)
+class SqliteOptions(SinkOptions):
+    retention: float = option(720 * 3600.0, "Prune events last seen longer ago (e.g. 168h).")
+
+
 class SqliteSink(Sink):
     scheme = "sqlite"
     summary = "the embedded store (default): one row per event, updated in place"
-    params = (
-        Param("retention", parse_duration, 720 * 3600.0, "Prune events last seen longer ago."),
-    )
+    usage = "sqlite:[PATH] (default events.db in the state dir)"
+    example = "sqlite:/data/events.db?retention=168h"
+    Options = SqliteOptions
+    options: SqliteOptions
     guarantee = "exactly once per event: an upsert by uid; count updates update the row"
     default_batch_size = 1000
     default_flush_interval = 0.2
@@ -184,7 +190,7 @@ class SqliteSink(Sink):
         assert self.db is not None
         self._last_prune = time.monotonic()
         deleted = self.db.execute(
-            "DELETE FROM events WHERE last_seen < ?", (cutoff(self.options["retention"]),)
+            "DELETE FROM events WHERE last_seen < ?", (cutoff(self.options.retention),)
         ).rowcount
         return deleted
 

@@ -26,27 +26,38 @@ past the rate limit arrive as one digest message.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from shipper.sinks.base import TransientError
-from shipper.sinks.notify import Notification, NotifierSink, RateLimited, Refused, notify_params
-from shipper.uri import Param, choice
+from shipper.sinks.notify import ChatOptions, Notification, NotifierSink, RateLimited, Refused
+from shipper.spec import option
+from shipper.uri import choice
 
 CONNECTOR_HOSTS = ("webhook.office.com", "outlook.office.com", "outlook.office365.com")
 ACCENTS = {"#E01E5A": "Attention", "#2EB67D": "Good", "#ECB22E": "Warning"}
 
 
+@dataclass(frozen=True, kw_only=True)
+class TeamsOptions(ChatOptions):
+    REST = "endpoint"
+    DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["4/1s", "60/30s", "100/1h"]}}
+
+    format: str = option("auto", "Card type: auto picks by the URL's host.", parse=choice("auto", "messagecard", "adaptivecard"))
+
+
 class TeamsSink(NotifierSink):
     scheme = "teams"
+    receiver = "teams"
     summary = "Microsoft Teams incoming webhook (MessageCard) or Workflows URL (Adaptive Card)"
     vendor = "Teams"
     url_keys = ("api-version", "sp", "sv", "sig")
     max_text = 18000
-    params = (
-        Param("format", choice("auto", "messagecard", "adaptivecard"), "auto", "Card type: auto picks by the URL's host."),
-        *notify_params(rate="4/1s,60/30s,100/1h"),
-    )  # fmt: skip
+    Options = TeamsOptions
+    options: TeamsOptions
+    usage = 'teams:https://HOST/workflows/...'
+    example = 'teams:https://prod-00.westus.logic.azure.com/workflows/ID/triggers/manual/paths/invoke?sig=$SIG'
     guarantee = (
         "at least once per alert; count updates within realert are not re-sent; events past"
         " the connector limits arrive as one digest message"
@@ -59,7 +70,7 @@ class TeamsSink(NotifierSink):
         )
         self.url = self.vendor_url()
         self.add_secret(self.uri.rest, *urlsplit(self.uri.rest).path.split("/"))
-        fmt = self.options["format"]
+        fmt = self.options.format
         if fmt == "auto":
             host = urlsplit(self.uri.rest).hostname or ""
             fmt = "messagecard" if host.endswith(CONNECTOR_HOSTS) else "adaptivecard"

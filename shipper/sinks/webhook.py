@@ -41,12 +41,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from shipper.sinks.base import TransientError
-from shipper.sinks.notify import Notification, NotifierSink, RateLimited, Refused, notify_params
+from shipper.sinks.notify import Notification, NotifierSink, NotifyOptions, RateLimited, Refused
+from shipper.spec import option
 from shipper.templates import TemplateError
-from shipper.uri import Param, UsageError, choice
+from shipper.uri import UsageError, choice
 
 DEFAULT_BODY = """{
   "EventType": "{{ .Type }}",
@@ -71,23 +73,32 @@ def _header(text: str) -> str:
 _header.__name__ = "NAME=VALUE"
 
 
+@dataclass(frozen=True, kw_only=True)
+class WebhookOptions(NotifyOptions):
+    REST = "endpoint"
+    DEFAULTS = {**NotifyOptions.DEFAULTS, **{"rate": [], "realert": 0.0, "max_age": 0.0}}
+
+    method: str = option("POST", "HTTP method.", parse=choice("POST", "PUT", "PATCH", "GET"))
+    header: list[str] = option([], "A request header NAME=VALUE (repeatable).", parse=_header, aliases=("headers",), exporter="headers")
+    body_template: str | None = option(None, "File holding the body template.", aliases=("custom_body_file", "body_file"))
+    custom_body_configmap: str | None = option(None, "ConfigMap whose key 'content' holds the body template (kube-eventer).")
+    custom_body_configmap_namespace: str = option("default", "Namespace of that ConfigMap.")
+    body_format: str = option("json", "json: escape values into JSON and check the body; text: send the rendered text as is.", parse=choice("json", "text"))
+
+
 class WebhookSink(NotifierSink):
     scheme = "webhook"
+    receiver = "webhook"
     summary = (
         "HTTP request per event; Go-style body template (file or ConfigMap), always valid JSON"
     )
     vendor = "The webhook"
     default_level = None
     max_text = 1 << 20
-    params = (
-        Param("method", choice("POST", "PUT", "PATCH", "GET"), "POST", "HTTP method."),
-        Param("header", _header, [], "A request header NAME=VALUE (repeatable).", repeat=True, aliases=("headers",)),
-        Param("body_template", str, None, "File holding the body template.", aliases=("custom_body_file", "body_file")),
-        Param("custom_body_configmap", str, None, "ConfigMap whose key 'content' holds the body template (kube-eventer)."),
-        Param("custom_body_configmap_namespace", str, "default", "Namespace of that ConfigMap."),
-        Param("body_format", choice("json", "text"), "json", "json: escape values into JSON and check the body; text: send the rendered text as is."),
-        *notify_params(rate="0", realert=0.0, max_age=0.0, chat=False),
-    )  # fmt: skip
+    Options = WebhookOptions
+    options: WebhookOptions
+    usage = 'webhook:https://HOST/PATH'
+    example = 'webhook:https://alerts.example.com/k8s?level=Warning&header=Authorization=Bearer%20$TOKEN'
     guarantee = "at least once per event version; every count update is sent unless realert is set"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -98,22 +109,22 @@ class WebhookSink(NotifierSink):
         self.add_secret(*(value for _, value in self.leftover if len(value) >= 8))
         self.headers = {
             "Content-Type": "application/json; charset=utf-8"
-            if o["body_format"] == "json"
+            if o.body_format == "json"
             else "text/plain; charset=utf-8"
         }
-        for item in o["header"]:
+        for item in o.header:
             name, _, value = item.partition("=")
             self.headers[name.strip()] = value
             self.add_secret(value, value.partition(" ")[2])
-        if o["body_template"] and o["custom_body_configmap"]:
+        if o.body_template and o.custom_body_configmap:
             raise UsageError(f"{self.where}: give body_template or custom_body_configmap, not both")
         self._configmap_pending = False
-        if o["body_template"]:
-            text = self._read_file(o["body_template"])
+        if o.body_template:
+            text = self._read_file(o.body_template)
             self.body_t = self.template(
-                f"body_template ({o['body_template']})", text, json_body=self.json
+                f"body_template ({o.body_template})", text, json_body=self.json
             )
-        elif o["custom_body_configmap"]:
+        elif o.custom_body_configmap:
             self.body_t = self.template("custom_body_configmap", DEFAULT_BODY, json_body=True)
             self._configmap_pending = True
             # the API server may not be reachable now: open() tries again, with backoff
@@ -124,7 +135,7 @@ class WebhookSink(NotifierSink):
 
     @property
     def json(self) -> bool:
-        return self.options["body_format"] == "json"
+        return self.options.body_format == "json"
 
     def _read_file(self, path: str) -> str:
         try:
@@ -139,8 +150,8 @@ class WebhookSink(NotifierSink):
         from kubernetes import client, config
         from kubernetes.client.exceptions import ApiException
 
-        name = self.options["custom_body_configmap"]
-        namespace = self.options["custom_body_configmap_namespace"]
+        name = self.options.custom_body_configmap
+        namespace = self.options.custom_body_configmap_namespace
         where = f"{self.where}: parameter custom_body_configmap: ConfigMap {namespace}/{name}"
         configuration = client.Configuration()
         try:
@@ -182,7 +193,7 @@ class WebhookSink(NotifierSink):
             body = self.body_t.render_json(n.data) if self.json else self.body_t.render(n.data)
         except TemplateError as exc:
             raise Refused(str(exc)) from None
-        method = self.options["method"]
+        method = self.options.method
         reply = self.http.request(method, self.url, body=body.encode(), headers=self.headers)
         data = reply.json()
         if isinstance(data, dict) and isinstance(data.get("errcode"), int) and data["errcode"] != 0:

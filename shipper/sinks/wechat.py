@@ -35,26 +35,45 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from shipper.sinks.base import TransientError
 from shipper.sinks.notify import (
     KUBE_EVENTER_MESSAGE,
+    ChatOptions,
     Notification,
     NotifierSink,
     RateLimited,
     Refused,
     Reply,
-    notify_params,
 )
-from shipper.uri import Param, UsageError, choice, parse_bool, parse_list
+from shipper.spec import option
+from shipper.uri import UsageError, choice
 
 log = logging.getLogger(__name__)
 
 RATE_LIMITED = {45009, 45033}
 TOKEN_EXPIRED = {40014, 42001, 41001}
 OPERATOR = {-1, 40001, 40013, 40091, 40056, 60020, 81013, 93000, 48002}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeChatOptions(ChatOptions):
+    DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["20/1m"]}}
+
+    corp_id: str | None = option(None, "Corp ID (application API).")
+    corp_secret: str | None = option(None, "The application's secret.", secret=True)
+    agent_id: int | None = option(None, "The application's AgentId.", parse=int)
+    to_user: list[str] = option(["@all"], "Recipients: user ids (comma-separated) or @all.")
+    to_party: list[str] = option([], "Department ids.")
+    to_tag: list[str] = option([], "Tag ids.")
+    msg_type: str = option("text", "Message type.", parse=choice("text", "markdown"))
+    at_user_ids: list[str] = option([], "Robot: user ids to @mention (mentioned_list).")
+    at_mobiles: list[str] = option([], "Robot: mobile numbers to @mention.")
+    at_all: bool = option(False, "Robot: @all.")
+    api_url: str = option("https://qyapi.weixin.qq.com", "Base URL of the application API.")
 
 
 class WeChatSink(NotifierSink):
@@ -66,20 +85,10 @@ class WeChatSink(NotifierSink):
     max_text = 2048
     default_message = KUBE_EVENTER_MESSAGE
     default_fields = ()
-    params = (
-        Param("corp_id", str, None, "Corp ID (application API)."),
-        Param("corp_secret", str, None, "The application's secret.", secret=True),
-        Param("agent_id", int, None, "The application's AgentId."),
-        Param("to_user", parse_list, ["@all"], "Recipients: user ids (comma-separated) or @all.", repeat=True),
-        Param("to_party", parse_list, [], "Department ids.", repeat=True),
-        Param("to_tag", parse_list, [], "Tag ids.", repeat=True),
-        Param("msg_type", choice("text", "markdown"), "text", "Message type."),
-        Param("at_user_ids", parse_list, [], "Robot: user ids to @mention (mentioned_list).", repeat=True),
-        Param("at_mobiles", parse_list, [], "Robot: mobile numbers to @mention.", repeat=True),
-        Param("at_all", parse_bool, False, "Robot: @all."),
-        Param("api_url", str, "https://qyapi.weixin.qq.com", "Base URL of the application API."),
-        *notify_params(rate="20/1m"),
-    )  # fmt: skip
+    Options = WeChatOptions
+    options: WeChatOptions
+    usage = 'wechat:?corp_id=ID&corp_secret=SECRET&agent_id=ID or wecom:https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY'
+    example = 'wechat:?corp_id=ww1&corp_secret_file=/secrets/wecom&agent_id=1000002&to_user=@all'
     guarantee = (
         "at least once per alert; count updates within realert are not re-sent; events past"
         " 20/min arrive as one digest message"
@@ -96,19 +105,19 @@ class WeChatSink(NotifierSink):
             if self.leftover:
                 raise UsageError(f"{self.where}: unknown parameter {self.leftover[0][0]!r}")
             for name in ("corp_id", "corp_secret", "agent_id"):
-                if o[name] in (None, ""):
+                if getattr(o, name) in (None, ""):
                     raise UsageError(
                         f"{self.where}: you must provide {name} (or give a group robot URL:"
                         " wechat:https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY)"
                     )
-            self.api = o["api_url"].rstrip("/")
-        self.max_text = 4096 if o["msg_type"] == "markdown" else 2048
+            self.api = o.api_url.rstrip("/")
+        self.max_text = 4096 if o.msg_type == "markdown" else 2048
         self._token: str | None = None
         self._token_expires = 0.0
         self.token_fetches = 0
 
     def target(self) -> str:
-        return super().target() if self.robot else f"{self.api} agent {self.options['agent_id']}"
+        return super().target() if self.robot else f"{self.api} agent {self.options.agent_id}"
 
     def open(self) -> None:
         if not self.robot:
@@ -119,7 +128,7 @@ class WeChatSink(NotifierSink):
         if self._token and not refresh and time.monotonic() < self._token_expires:
             return self._token
         o = self.options
-        query = urlencode({"corpid": o["corp_id"], "corpsecret": o["corp_secret"]})
+        query = urlencode({"corpid": o.corp_id, "corpsecret": o.corp_secret})
         reply = self.http.request("GET", f"{self.api}/cgi-bin/gettoken?{query}")
         body = reply.json()
         if (
@@ -133,7 +142,7 @@ class WeChatSink(NotifierSink):
                 else f"HTTP {reply.status}"
             )
             raise TransientError(
-                f"WeCom gettoken failed for corp_id {o['corp_id']} ({detail}); check corp_id and"
+                f"WeCom gettoken failed for corp_id {o.corp_id} ({detail}); check corp_id and"
                 " corp_secret"
             )
         self.token_fetches += 1
@@ -145,21 +154,21 @@ class WeChatSink(NotifierSink):
 
     def payload(self, n: Notification) -> dict[str, Any]:
         o = self.options
-        text = n.lines() if o["msg_type"] == "text" else self.markdown(n)
-        message: dict[str, Any] = {"msgtype": o["msg_type"], o["msg_type"]: {"content": text}}
+        text = n.lines() if o.msg_type == "text" else self.markdown(n)
+        message: dict[str, Any] = {"msgtype": o.msg_type, o.msg_type: {"content": text}}
         if self.robot:
-            if o["msg_type"] == "text":
-                mentioned = [*o["at_user_ids"], *(["@all"] if o["at_all"] else [])]
+            if o.msg_type == "text":
+                mentioned = [*o.at_user_ids, *(["@all"] if o.at_all else [])]
                 if mentioned:
                     message["text"]["mentioned_list"] = mentioned
-                if o["at_mobiles"]:
-                    message["text"]["mentioned_mobile_list"] = o["at_mobiles"]
+                if o.at_mobiles:
+                    message["text"]["mentioned_mobile_list"] = o.at_mobiles
             return message
         return {
-            "touser": "|".join(o["to_user"]),
-            "toparty": "|".join(o["to_party"]),
-            "totag": "|".join(o["to_tag"]),
-            "agentid": o["agent_id"],
+            "touser": "|".join(o.to_user),
+            "toparty": "|".join(o.to_party),
+            "totag": "|".join(o.to_tag),
+            "agentid": o.agent_id,
             **message,
             "safe": 0,
         }

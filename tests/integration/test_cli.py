@@ -131,7 +131,7 @@ def test_sinks_command_lists_parameters():
     assert "sqlite: the embedded store" in result.stdout
     assert "retention (duration" in result.stdout
     assert "log (also: stdout)" in result.stdout
-    assert "batch_size (int)" in result.stdout
+    assert "batch_size (int, default —): Most events per write" in result.stdout
 
 
 def test_version():

@@ -199,9 +199,9 @@ def test_receivers_become_sinks_with_their_options(tmp_path):
     }
     es = built["es"]
     assert es.nodes == ["http://127.0.0.1:9200", "http://127.0.0.1:9201"]
-    assert es.options["esUserName"] == "elastic" and es.options["esUserSecret"] == "secret"
-    assert es.options["insecure"] is True and es.options["index"] == "kube-events"
-    assert built["out"].path == "/tmp/x/out.jsonl" and built["out"].options["max_size"] == 5
+    assert es.options.username == "elastic" and es.options.password == "secret"
+    assert es.options.insecure is True and es.options.index == "kube-events"
+    assert built["out"].path == "/tmp/x/out.jsonl" and built["out"].options.max_size == 5
 
 
 PRODUCTION = """\

@@ -192,7 +192,7 @@ def test_sink_uri_builds_settings():
         "sqlite:/tmp/x.db?retention=48h&batch_size=50&level=Warning&namespaces=ns,b&name=store",
         SinkContext("c", None),
     )
-    assert sink.options["retention"] == 48 * 3600
+    assert sink.options.retention == 48 * 3600
     assert cfg.name == "store" and cfg.batch_size == 50
     assert cfg.filter.level == "Warning" and cfg.filter.namespaces == {"ns", "b"}
     assert cfg.filter.accepts(make_event(1, "Warning"))

@@ -19,8 +19,8 @@ RAW = {
 
 def lines(uri: str) -> list[dict]:
     sink, _ = build_sink(uri, SinkContext("prod", None))
-    sink.mode = sink.options["mode"] if sink.options["mode"] != "auto" else "dated"
-    if sink.options["index_format"]:
+    sink.mode = sink.options.mode if sink.options.mode != "auto" else "dated"
+    if sink.options.index_format:
         sink.mode = "dated"
     event = normalize(RAW, "MODIFIED", cluster="prod")
     event.labels = {"app": "web", "app.kubernetes.io/name": "web"}
