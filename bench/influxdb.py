@@ -53,9 +53,9 @@ from common import (  # noqa: E402
     stack_up,
 )
 
-from shipper.app import build_sink  # noqa: E402
 from shipper.event import Event  # noqa: E402
 from shipper.sinks.base import SinkContext  # noqa: E402
+from shipper.sinks.factory import build_sink  # noqa: E402
 from shipper.sinks.influxdb import STRING_FIELDS, InfluxDBSink, point_time  # noqa: E402
 
 

@@ -48,9 +48,9 @@ build_events, cpu_seconds, log, median = _c.build_events, _c.cpu_seconds, _c.log
 quiesce, server_process, stack_up = _c.quiesce, _c.server_process, _c.stack_up
 
 
-from shipper.app import build_sink  # noqa: E402
 from shipper.event import Event  # noqa: E402
 from shipper.sinks.base import SinkContext  # noqa: E402
+from shipper.sinks.factory import build_sink  # noqa: E402
 from shipper.sinks.kafka import KafkaSink  # noqa: E402
 
 

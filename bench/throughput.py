@@ -545,9 +545,9 @@ def search_docs(sink: str) -> int:
     """Documents in an elasticsearch:/opensearch: sink's index: its data stream or alias, or
     its dated indices (``INDEX-YYYY.MM.DD``, or as ``index_format`` says), refreshed first. The
     sink's own client does the asking, with the URI's credentials and TLS settings."""
-    from shipper.app import build_sink
     from shipper.sinks.base import SinkContext
     from shipper.sinks.elasticsearch import ElasticsearchSink
+    from shipper.sinks.factory import build_sink
 
     built, _ = build_sink(sink, SinkContext(cluster="", state_dir=None))
     assert isinstance(built, ElasticsearchSink)

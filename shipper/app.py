@@ -13,11 +13,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
-from shipper import spec
 from shipper.checkpoint import (
     CheckpointStore,
     ConfigMapStore,
@@ -25,141 +23,22 @@ from shipper.checkpoint import (
     MemoryStore,
     SqliteStore,
 )
-from shipper.config import Config, Receiver, Where
+from shipper.config import Config
 from shipper.config import load as load_config
+from shipper.dispatch import Dispatcher
 from shipper.enrich import Enricher, EnrichSettings
-from shipper.event import Event
 from shipper.health import HealthServer
 from shipper.leader import LeaderElector
 from shipper.metrics import Metrics
-from shipper.pipeline import DeadLetters, SinkSettings, SinkWorker
+from shipper.pipeline import DeadLetters, SinkWorker
+from shipper.routing import Router
 from shipper.settings import Settings, pod_namespace
-from shipper.sinks import registry, schemes, sink_class
-from shipper.sinks.base import Sink, SinkContext
+from shipper.sinks.base import SinkContext
+from shipper.sinks.factory import build_sinks
 from shipper.source.kubernetes import KubernetesSource, SourceSettings, build_api_client
-from shipper.uri import Uri, UsageError, unknown_scheme_message
+from shipper.uri import UsageError
 
 log = logging.getLogger(__name__)
-
-
-class _Routable(Protocol):
-    name: str
-    settings: SinkSettings
-
-
-W = TypeVar("W", bound=_Routable)
-
-DEFAULT_SINK = "sqlite:"
-
-
-def build_sink(text: str, ctx: SinkContext) -> tuple[Sink, SinkSettings]:
-    """Parse and validate one ``--sink`` URI; UsageError if anything is wrong with it."""
-    return build_sink_from(Uri.parse(text, what="--sink"), ctx, where="--sink", text=text)
-
-
-def build_sink_from(
-    uri: Uri, ctx: SinkContext, *, where: str, text: str | None = None
-) -> tuple[Sink, SinkSettings]:
-    """A sink from a parsed URI (``--sink``) or a config file's receiver (``where`` says which,
-    for error messages). ``text`` is the ``--sink`` value as typed: a sink class with a
-    ``parse_uri(text, where=...) -> Uri`` classmethod splits it itself (mysql's Go DSN has a
-    ``?`` of its own before the query it shares with our parameters)."""
-    try:
-        cls = sink_class(uri.scheme)
-    except KeyError:
-        raise UsageError(unknown_scheme_message(uri.scheme, schemes(), where)) from None
-    where = f"{where} {uri.scheme}"
-    parse_uri = getattr(cls, "parse_uri", None)
-    if parse_uri is not None and text is not None:
-        uri = parse_uri(text, where=where)
-    options, leftover = spec.build(cls.Options, uri.query, where=where, passthrough=cls.passthrough)
-    try:
-        sink = cls(uri, options, leftover, ctx)
-    except UsageError as exc:  # sinks word their errors for --sink; say where it really was
-        text = str(exc)
-        if not where.startswith("--sink "):
-            text = text.replace(f"--sink {uri.scheme}", where, 1)
-        raise UsageError(text) from None
-    return sink, SinkSettings.from_options(cls, options)
-
-
-def build_receivers(config: Config, ctx: SinkContext) -> list[tuple[Sink, SinkSettings]]:
-    """The sinks behind the receivers a config file's route sends to, each read through its
-    sink's declared ``exporter`` keys (:func:`shipper.spec.receiver_pairs`)."""
-    built = []
-    for name in config.used_receivers:
-        receiver = config.receivers[name]
-        where = f"--config {config.path}:{receiver.line} receiver {name}:"
-        uri = receiver_uri(receiver, Where(config.path))
-        built.append(build_sink_from(uri, ctx, where=where))
-    return built
-
-
-def receiver_uri(receiver: Receiver, where: Where) -> Uri:
-    """The ``--sink`` URI that stands for a config file's receiver."""
-    cls = registry().by_receiver.get(receiver.kind)
-    if cls is None:
-        supported = ", ".join(sorted(registry().by_receiver))
-        raise where.error(
-            receiver.line,
-            f"receiver {receiver.name!r}: type {receiver.kind!r} is not supported"
-            f" (supported: {supported})",
-        )
-    rest, pairs, unknown = spec.receiver_pairs(cls.Options, receiver.options, where=where.path)
-    if "layout" in unknown:
-        raise where.error(
-            receiver.line,
-            f"receiver {receiver.name!r}: {receiver.kind}.layout is not supported for this"
-            " receiver; it writes the documented schema (README: The event document)",
-        )
-    if unknown:
-        known = ", ".join(sorted(spec.exporter_keys(cls.Options)))
-        raise where.error(
-            receiver.line,
-            f"receiver {receiver.name!r}: unknown {receiver.kind} option {unknown[0]!r}"
-            f" (known: {known})",
-        )
-    return Uri(cls.scheme, rest, [("name", receiver.name), *pairs])
-
-
-def build_sinks(
-    texts: list[str], ctx: SinkContext, config: Config | None = None
-) -> list[tuple[Sink, SinkSettings]]:
-    """Every sink: the ``--sink`` URIs, then the config file's receivers; with neither, the
-    embedded store."""
-    built = [build_sink(text, ctx) for text in texts]
-    if config is not None:
-        built += build_receivers(config, ctx)
-    if not built:
-        built = [build_sink(DEFAULT_SINK, ctx)]
-    seen: set[str] = set()
-    for _, settings in built:
-        if settings.name in seen:
-            raise UsageError(
-                f"--sink: two sinks are named {settings.name!r}; give one a name=... parameter"
-            )
-        seen.add(settings.name)
-    return built
-
-
-class Router(Generic[W]):
-    """Which sinks get an event: a ``--sink`` by its own filter; a config file's receiver when
-    the file's route sends the event there (and its own filter, if any, passes it)."""
-
-    def __init__(self, sinks: Sequence[W], config: Config | None) -> None:
-        receivers = set(config.used_receivers) if config else set()
-        self.config = config
-        self.by_filter = [s for s in sinks if s.name not in receivers]
-        self.by_route = {s.name: s for s in sinks if s.name in receivers}
-
-    def targets(self, event: Event) -> list[W]:
-        chosen = [s for s in self.by_filter if s.settings.filter.accepts(event)]
-        if self.config is not None:
-            for name in self.config.receivers_for(event):
-                sink = self.by_route[name]
-                if sink.settings.filter.accepts(event):
-                    chosen.append(sink)
-        return chosen
 
 
 class Shipper:
@@ -241,15 +120,19 @@ class Shipper:
         self.ledger = Ledger(self._checkpoint_store(), source=self._source_identity())
         if self.settings.start == "all":
             self.ledger.reset()
+        self.dispatcher = Dispatcher(
+            self.ledger, self.router, self.workers, self.metrics, self.enricher
+        )
         self.source = KubernetesSource(
             self.source_settings,
             self.api_client,
             self.ledger,
-            self.dispatch,
+            self.dispatcher,
             self.metrics,
             cluster=self.settings.cluster,
             start=self.settings.start,
         )
+        self.dispatcher.stop_event = self.source.stop_event
 
     def _leader_elector(self) -> LeaderElector:
         kind = self.settings.checkpoint.partition(":")[0]
@@ -294,28 +177,6 @@ class Shipper:
                 " configmap:[NAMESPACE/]NAME or none"
             )
         return SqliteStore(os.path.join(self.settings.state_dir, "checkpoint.db"))
-
-    # -- the hot path: one call per event read from the API server
-
-    def dispatch(self, stream: str, event: Event, position: str | None) -> bool:
-        assert self.ledger is not None and self.source is not None
-        if self.ledger.handled(event.uid, event.resource_version):
-            self.metrics.duplicates_skipped.inc()
-            if position is not None:
-                self.ledger.mark(stream, position)
-            return False
-        if self.enricher is not None:  # before routing: rules may match the labels
-            self.enricher.enrich(event)
-        targets = self.router.targets(event)
-        ticket = self.ledger.begin(
-            stream, event.uid, event.resource_version, position, len(targets)
-        )
-        for worker in self.workers:
-            if worker not in targets:
-                worker.filtered.inc()
-            elif not worker.offer(event, ticket, self.source.stop_event):
-                break  # stopping: the open ticket keeps the checkpoint before this event
-        return True
 
     # -- lifecycle
 

@@ -24,7 +24,7 @@ import orjson
 from shipper.checkpoint import Ticket
 from shipper.event import Event, utc_now
 from shipper.metrics import Metrics
-from shipper.route import EventFilter
+from shipper.routing.filters import EventFilter
 from shipper.sinks.base import PermanentError, Rejected, Sink, TransientError
 from shipper.spec import SinkOptions
 

@@ -42,9 +42,10 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def check(args: argparse.Namespace) -> int:
-    from shipper.app import Router, build_sinks
     from shipper.config import load
+    from shipper.routing import Router
     from shipper.sinks.base import SinkContext
+    from shipper.sinks.factory import build_sinks
 
     setup_logging("warning", "text")
     config = load(args.config) if args.config else None

@@ -50,9 +50,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def setup(args: argparse.Namespace) -> int:
-    from shipper.app import build_sink
     from shipper.sinks.base import SinkContext, TransientError
     from shipper.sinks.elasticsearch import ElasticsearchSink, render_setup, run_setup
+    from shipper.sinks.factory import build_sink
 
     setup_logging(args.log_level, "text")
     sink, _ = build_sink(args.sink, SinkContext(cluster="", state_dir=None))

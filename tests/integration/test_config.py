@@ -168,16 +168,16 @@ def test_route_semantics(tmp_path, ev, receivers):
 )
 def test_start_up_errors_name_file_and_line(tmp_path, text, message):
     path = write(tmp_path, text)
-    from shipper.app import build_sinks
     from shipper.sinks.base import SinkContext
+    from shipper.sinks.factory import build_sinks
 
     with pytest.raises(UsageError, match=message):
         build_sinks([], SinkContext("", None), load(path))
 
 
 def test_receivers_become_sinks_with_their_options(tmp_path):
-    from shipper.app import build_sinks
     from shipper.sinks.base import SinkContext
+    from shipper.sinks.factory import build_sinks
 
     path = write(tmp_path, """\
         route: {match: [{receiver: es}, {receiver: out}]}

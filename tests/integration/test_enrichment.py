@@ -19,7 +19,7 @@ from kubernetes import client
 from shipper import kube
 from shipper.enrich import TokenBucket, TTLCache, _meta
 from tests.support.common import wait_for
-from tests.support.kube import core_event, now, rfc3339
+from tests.support.kube import core_event, ensure_service_account, now, rfc3339
 
 
 class Clock:
@@ -99,7 +99,7 @@ def _pod_chain(kube_api: Any, ns: str) -> Any:
                      "ownerReferences": [_owner_ref(deployment, "Deployment", "apps/v1")]},
         "spec": {"replicas": 1, "selector": selector, "template": template},
     })  # fmt: skip
-    core.create_namespaced_service_account(ns, {"metadata": {"name": "default"}})
+    ensure_service_account(core, ns)
     return core.create_namespaced_pod(ns, {
         "metadata": {"name": "web-5d8f-x2k",
                      "labels": {"app": "web", "pod-template-hash": "5d8f"},

@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 import yaml
 
-from shipper.app import build_sink
 from shipper.event import normalize
 from shipper.sinks.base import SinkContext
+from shipper.sinks.factory import build_sink
 from shipper.sinks.influxdb import DEFAULT_DB, DEFAULT_TAGS, MEASUREMENT
 from tests.support.common import ROOT
 

@@ -33,7 +33,7 @@ from shipper.cli import run_parser
 from shipper.sinks import REGISTRY, sink_class
 from shipper.uri import Uri
 from tests.support.common import ROOT, wait_for
-from tests.support.kube import core_event, now, rfc3339
+from tests.support.kube import core_event, ensure_service_account, now, rfc3339
 
 CHART = ROOT / "helm" / "kube-event-shipper"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -786,7 +786,7 @@ def pod_chain(admin: Any, ns: str) -> Any:
                      "ownerReferences": [owner(deployment, "Deployment")]},
         "spec": {"replicas": 1, "selector": selector, "template": template},
     })  # fmt: skip
-    core.create_namespaced_service_account(ns, {"metadata": {"name": "default"}})
+    ensure_service_account(core, ns)
     return core.create_namespaced_pod(ns, {
         "metadata": {"name": "web-5d8f-x2k", "labels": {"app": "web", "pod-template-hash": "5d8f"},
                      "ownerReferences": [owner(replica_set, "ReplicaSet")]},

@@ -36,9 +36,9 @@ from typing import Any
 
 import pytest
 
-from shipper.app import build_sink
 from shipper.event import Event, normalize
 from shipper.sinks.base import SinkContext, TransientError
+from shipper.sinks.factory import build_sink
 from shipper.sinks.influxdb import InfluxDBSink, point_time, version_hash
 from tests.support.common import ROOT, STACK, free_port, stack_up, wait_for
 from tests.support.kube import bump, core_event, etcd_compact, events_v1_event, now

@@ -32,9 +32,9 @@ import certifi
 import jsonschema
 import pytest
 
-from shipper.app import build_sink
 from shipper.event import normalize
 from shipper.sinks.base import SinkContext
+from shipper.sinks.factory import build_sink
 from shipper.sinks.kafka import KafkaSink
 from tests.support.common import ROOT, STACK, stack_up, wait_for
 from tests.support.kube import bump, core_event, etcd_compact, events_v1_event, now
@@ -246,8 +246,8 @@ def test_timeseriestopic_is_accepted_and_ignored_with_a_warning(caplog):
 
 
 def test_kubernetes_event_exporter_kafka_receiver_becomes_the_sink(tmp_path):
-    from shipper.app import build_sinks
     from shipper.config import load
+    from shipper.sinks.factory import build_sinks
 
     path = tmp_path / "config.yaml"
     path.write_text(textwrap.dedent("""\

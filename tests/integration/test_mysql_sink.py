@@ -26,9 +26,9 @@ from typing import Any
 import pymysql
 import pytest
 
-from shipper.app import build_sink
 from shipper.event import normalize
 from shipper.sinks.base import SinkContext, TransientError
+from shipper.sinks.factory import build_sink
 from shipper.sinks.mysql import MySQLSink, statements
 from tests.support.common import ROOT, STACK, stack_up, wait_for
 from tests.support.kube import bump, core_event, etcd_compact, events_v1_event, now

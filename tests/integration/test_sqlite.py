@@ -11,7 +11,7 @@ from pathlib import Path
 
 from shipper.event import normalize, utc_now
 from shipper.sinks.base import SinkContext
-from shipper.sinks.sqlite import Query, SqliteSink, run_query
+from shipper.sinks.sqlite import Query, SqliteOptions, SqliteSink, run_query
 from shipper.uri import Uri
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def event(uid: str, rv: str, *, count=1, last="2026-11-20T10:00:00Z", ns="shop",
 
 def open_sink(path: Path, retention: float = 10 * 365 * 86400.0) -> SqliteSink:
     sink = SqliteSink(
-        Uri("sqlite", str(path)), {"retention": retention}, [], SinkContext("c1", None)
+        Uri("sqlite", str(path)), SqliteOptions(retention=retention), [], SinkContext("c1", None)
     )
     sink.open()
     return sink

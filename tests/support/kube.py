@@ -86,3 +86,15 @@ def etcd_compact(etcd_url: str) -> int:
     )
     assert reply.status == 200, reply.data
     return revision
+
+
+def ensure_service_account(core: Any, namespace: str, name: str = "default") -> None:
+    """Create a ServiceAccount unless it exists: with the stack's node up, kube-controller-manager
+    makes each namespace's ``default`` one itself, moments after the namespace."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise

@@ -1,4 +1,4 @@
-"""shipper/templates.py: the Go-template subset users paste, rendered in a sandbox.
+"""shipper/templates: the Go templates users paste, rendered in a sandbox.
 
 What is shown: the field paths and functions of kube-eventer and kubernetes-event-exporter
 configs render as Go renders them; every mistake that can be found before the first event is
@@ -44,7 +44,7 @@ CASES = [
     ),
     (
         '{{ index .InvolvedObject.Labels "app.kubernetes.io/name" }} {{ .InvolvedObject.Labels.app }} [{{ .InvolvedObject.Labels.missing }}]',
-        "shop-web web []",
+        "shop-web web [<no value>]",  # Go prints a missing map key as <no value>
     ),
     (
         "{{ with .Source }}{{ .Component }}{{ end }}|{{ with .Action }}x{{ else }}no action{{ end }}",
@@ -55,15 +55,12 @@ CASES = [
         "BackOff3 BackOff3 ",
     ),
     ("a  {{- .Reason -}}  b {{/* comment */}}c", "aBackOffb c"),
-    ("{{ toJson .InvolvedObject.Labels }}", '{"app": "web", "app.kubernetes.io/name": "shop-web"}'),
+    ("{{ toJson .InvolvedObject.Labels }}", '{"app":"web","app.kubernetes.io/name":"shop-web"}'),
     (
         '{{ .Message | trunc 4 }} {{ len .Reason }} {{ replace "-" "_" .Message | title }}',
-        "Back 7 Back_Off Restarting",
+        "Back 7 Back_off Restarting",  # Go's strings.Title: "_" does not start a word
     ),
-    (
-        '{{ urlquery "a b&c" }} {{ join "," (list) | default "-" }}',
-        None,
-    ),  # list is not a function: start-up error
+    ('{{ urlquery "a b&c" }} {{ join "," (list) | default "-" }}', "a+b%26c -"),
     ('{{ (printf "%s!" .Reason) | lower }}', "backoff!"),
     (
         '{{ contains "off" .Message }} {{ hasPrefix "Back" .Reason }} {{ not true }} {{ and 1 0 }} {{ or 0 "y" }}',
@@ -74,10 +71,6 @@ CASES = [
 
 @pytest.mark.parametrize(("text", "expected"), CASES, ids=[c[0][:40] for c in CASES])
 def test_go_template_subset_renders_as_go_does(text, expected):
-    if expected is None:
-        with pytest.raises(TemplateError, match="unknown function 'list'"):
-            render(text)
-        return
     assert render(text) == expected
 
 
@@ -86,7 +79,7 @@ def test_times_print_as_go_prints_them_and_format_with_go_layouts():
     data = event_context(e)
     assert (
         compile_template("{{ .LastTimestamp }}", name="t").render(data)
-        == "2024-05-01 12:03:04 +0000 UTC"
+        == "2024-05-01 12:03:04.5 +0000 UTC"  # Go's Time.String shows a fraction of a second
     )
     layout = '{{ .LastTimestamp.Format "2006-01-02T15:04:05Z07:00" }} {{ .LastTimestamp.Format "Jan _2 03:04PM .000" }}'
     assert (
@@ -95,7 +88,7 @@ def test_times_print_as_go_prints_them_and_format_with_go_layouts():
     )
     assert (
         compile_template(
-            '{{ date "2006" .LastTimestamp }} {{ .LastTimestamp.Unix }}', name="t"
+            '{{ date "2006" .LastTimestamp.Time }} {{ .LastTimestamp.Unix }}', name="t"
         ).render(data)
         == "2024 1714564984"
     )
@@ -113,13 +106,13 @@ ERRORS = [
     ("{{ .Reason | uppr }}", "unknown function 'uppr'; did you mean 'upper'?"),
     ("{{ sprig_exec .Message }}", "unknown function 'sprig_exec'"),
     ("{{ .Count.Value }}", "can't evaluate field .Value in type int"),
-    ("{{ .LastTimestamp.Year }}", "a time has no field .Year"),
+    ("{{ .LastTimestamp.Yeer }}", "unknown field .Yeer; did you mean .Year?"),
     ("{{ if .Reason }}x", "missing {{end}}"),
     ("{{ end }}", "unexpected {{end}}"),
     ("{{ .Reason ", "unclosed action"),
     ("{{ }}", "empty action"),
     ('{{ "unterminated }}', "unterminated string"),
-    ('{{ template "x" }}', "{{template}} is not supported"),
+    ('{{ template "x" }}', 'template "x" not defined'),
     ('{{ .Reason "arg" }}', None),  # found by rendering the samples, not by the parser
 ]
 
@@ -132,7 +125,7 @@ def test_mistakes_are_start_up_errors_that_name_them(text, message):
     if message is not None:
         assert message in str(caught.value)
     else:
-        assert "can't give an argument to a non-function" in str(caught.value)
+        assert "Reason has arguments but cannot be invoked as function" in str(caught.value)
 
 
 @pytest.mark.parametrize("text", HOSTILE)

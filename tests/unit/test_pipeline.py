@@ -6,13 +6,13 @@ import time
 
 import pytest
 
-from shipper.app import build_sink
 from shipper.checkpoint import Ledger, MemoryStore
 from shipper.event import normalize
 from shipper.metrics import Metrics
 from shipper.pipeline import DeadLetters, SinkSettings, SinkWorker
-from shipper.route import EventFilter
+from shipper.routing.filters import EventFilter
 from shipper.sinks.base import Rejected, Sink, SinkContext, TransientError
+from shipper.sinks.factory import build_sink
 from shipper.uri import Uri
 
 

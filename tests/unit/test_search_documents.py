@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from shipper.app import build_sink
 from shipper.event import normalize
 from shipper.sinks.base import SinkContext
+from shipper.sinks.factory import build_sink
 
 RAW = {
     "metadata": {"uid": "u-1", "resourceVersion": "7", "name": "web.1", "namespace": "shop"},

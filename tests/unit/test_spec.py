@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import pytest
 
 from shipper import spec
-from shipper.app import build_sink, build_sink_from, receiver_uri
 from shipper.config import Receiver, Where
 from shipper.event import Event
 from shipper.sinks import describe, register, registry
 from shipper.sinks.base import Rejected, Sink, SinkContext
+from shipper.sinks.factory import build_sink, build_sink_from, receiver_uri
 from shipper.sinks.registry import unregister
 from shipper.spec import ClientCert, SinkOptions, TLSTrust, option
 from shipper.uri import Uri, UsageError, parse_positive_int
@@ -29,6 +29,7 @@ CTX = SinkContext(cluster="c1", state_dir=None)
 @pytest.fixture(scope="module")
 def throwaway() -> Iterator[type[Sink]]:
     """One throwaway sink class for this module; gone from the registry afterwards."""
+
     @dataclass(frozen=True, kw_only=True)
     class GreetOptions(SinkOptions, TLSTrust, ClientCert):
         REST = "endpoint"
@@ -89,7 +90,13 @@ def test_a_new_sink_class_is_found_everywhere_without_touching_another_file(thro
     uri = receiver_uri(Receiver("g", "greeter", section, 7), Where("config.yaml"))
     built, _ = build_sink_from(uri, CTX, where="--config config.yaml:7 receiver g:")
     o = built.options
-    assert (o.greeting, o.times, o.token, o.insecure, o.ca_file) == ("moin", 2, "s3cret", True, None)
+    assert (o.greeting, o.times, o.token, o.insecure, o.ca_file) == (
+        "moin",
+        2,
+        "s3cret",
+        True,
+        None,
+    )
     assert built.uri.rest == "https://greeter.example/in"
 
 

@@ -5,10 +5,12 @@
 threshold, not an equality). ``namespaces`` and ``kinds`` are lists of exact names, ``reason`` is
 an unanchored regular expression. The exclusions ``exclude_namespaces``, ``exclude_kinds`` and
 ``exclude_reasons`` (regex) drop what they match, and ``min_count`` passes an event once it has
-happened that often. The involved object's namespace is what the namespace filters look at;
-cluster-scoped objects (Nodes, PersistentVolumes) have none, so a ``namespaces`` filter keeps them
-out (give Node events a sink of their own with ``kinds=Node``) and ``exclude_namespaces`` never
-drops them.
+happened that often.
+
+"Namespace" means the Event's own namespace (``metadata.namespace``), here and in config-file
+routes (:mod:`shipper.routing.tree`), as ``kubectl get events -n NS`` and kubernetes-event-exporter
+read it. For a namespaced object that is the object's namespace; events about cluster-scoped
+objects (Nodes, PersistentVolumes) are recorded in ``default``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from shipper.event import Event
 from shipper.spec import SinkOptions
 
 LEVEL_RANK = {"Normal": 0, "Warning": 1}
+
 
 @dataclass(frozen=True)
 class EventFilter:
@@ -48,13 +51,13 @@ class EventFilter:
     def accepts(self, event: Event) -> bool:
         if self.level is not None and LEVEL_RANK.get(event.type, 0) < LEVEL_RANK[self.level]:
             return False
-        if self.namespaces and (event.object_namespace or "") not in self.namespaces:
+        if self.namespaces and event.namespace not in self.namespaces:
             return False
         if self.kinds and (event.object_kind or "") not in self.kinds:
             return False
         if self.reason is not None and not self.reason.search(event.reason):
             return False
-        if self.exclude_namespaces and event.object_namespace in self.exclude_namespaces:
+        if self.exclude_namespaces and event.namespace in self.exclude_namespaces:
             return False
         if self.exclude_kinds and (event.object_kind or "") in self.exclude_kinds:
             return False

@@ -1,0 +1,40 @@
+"""Which sinks get an event: the URI filters and the config file's route tree, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from shipper.event import Event
+
+if TYPE_CHECKING:
+    from shipper.config import Config
+    from shipper.pipeline import SinkSettings
+
+
+class _Routable(Protocol):
+    name: str
+    settings: SinkSettings
+
+
+W = TypeVar("W", bound=_Routable)
+
+
+class Router(Generic[W]):
+    """Which sinks get an event: a ``--sink`` by its own filter; a config file's receiver when
+    the file's route sends the event there (and its own filter, if any, passes it)."""
+
+    def __init__(self, sinks: Sequence[W], config: Config | None) -> None:
+        receivers = set(config.used_receivers) if config else set()
+        self.config = config
+        self.by_filter = [s for s in sinks if s.name not in receivers]
+        self.by_route = {s.name: s for s in sinks if s.name in receivers}
+
+    def targets(self, event: Event) -> list[W]:
+        chosen = [s for s in self.by_filter if s.settings.filter.accepts(event)]
+        if self.config is not None:
+            for name in self.config.receivers_for(event):
+                sink = self.by_route[name]
+                if sink.settings.filter.accepts(event):
+                    chosen.append(sink)
+        return chosen
