@@ -30,6 +30,7 @@ from shipper.spec import SinkOptions
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class SinkSettings:
     name: str

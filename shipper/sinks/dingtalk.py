@@ -59,9 +59,16 @@ OPERATOR = {310000, 300001, 300005, 400101, 400102, 410100, -1}
 class DingTalkOptions(ChatOptions):
     DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["20/1m"]}}
 
-    sign: str | None = option(None, "The robot's signing secret (SEC...): adds timestamp and sign to every request.", secret=True, aliases=("secret",))
+    sign: str | None = option(
+        None,
+        "The robot's signing secret (SEC...): adds timestamp and sign to every request.",
+        secret=True,
+        aliases=("secret",),
+    )
     msg_type: str = option("text", "Message type.", parse=choice("text", "markdown"))
-    at_mobiles: list[str] = option([], "Mobile numbers to @mention (repeatable or comma-separated).")
+    at_mobiles: list[str] = option(
+        [], "Mobile numbers to @mention (repeatable or comma-separated)."
+    )
     at_user_ids: list[str] = option([], "DingTalk user ids to @mention.")
     at_all: bool = option(False, "@everyone in the group.")
     region: str | None = option(None, "Accepted for kube-eventer compatibility; unused.")
@@ -77,8 +84,8 @@ class DingTalkSink(NotifierSink):
     default_fields = ()
     Options = DingTalkOptions
     options: DingTalkOptions
-    usage = 'dingtalk:https://oapi.dingtalk.com/robot/send?access_token=TOKEN'
-    example = 'dingtalk:https://oapi.dingtalk.com/robot/send?access_token=$DINGTALK_TOKEN&sign_file=/secrets/sign&label=prod&level=Warning'
+    usage = "dingtalk:https://oapi.dingtalk.com/robot/send?access_token=TOKEN"
+    example = "dingtalk:https://oapi.dingtalk.com/robot/send?access_token=$DINGTALK_TOKEN&sign_file=/secrets/sign&label=prod&level=Warning"
     guarantee = (
         "at least once per alert (msgUuid lets DingTalk drop a resend); count updates within"
         " realert are not re-sent; events past 20/min arrive as one digest message"

@@ -33,8 +33,20 @@ class FileOptions(SinkOptions):
         "deDot": "the document always has de-dotted label keys",
     }
 
-    max_size: int = option(100, "Rotate when the file passes this many MiB.", parse=parse_positive_int, aliases=("maxsize",), exporter="maxsize")
-    max_backups: int = option(3, "Rotated files to keep (PATH.1 ...).", parse=parse_nonnegative_int, aliases=("maxbackups",), exporter="maxbackups")
+    max_size: int = option(
+        100,
+        "Rotate when the file passes this many MiB.",
+        parse=parse_positive_int,
+        aliases=("maxsize",),
+        exporter="maxsize",
+    )
+    max_backups: int = option(
+        3,
+        "Rotated files to keep (PATH.1 ...).",
+        parse=parse_nonnegative_int,
+        aliases=("maxbackups",),
+        exporter="maxbackups",
+    )
 
 
 class FileSink(Sink):

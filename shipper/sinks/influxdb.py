@@ -226,17 +226,36 @@ def _server_url(text: str) -> tuple[str, str | None, str | None]:
 
 @dataclass(frozen=True, kw_only=True)
 class InfluxDBOptions(SinkOptions, TLSTrust, ClusterName, Timeout):
-    db: str | None = option(None, "Database (1.x; kube-eventer's default k8s); the bucket is db or db/retention_policy.", aliases=("database",))
-    retention_policy: str | None = option(None, "Retention policy of db to write to (1.x; default: the database's default policy).", aliases=("rp",))
+    db: str | None = option(
+        None,
+        "Database (1.x; kube-eventer's default k8s); the bucket is db or db/retention_policy.",
+        aliases=("database",),
+    )
+    retention_policy: str | None = option(
+        None,
+        "Retention policy of db to write to (1.x; default: the database's default policy).",
+        aliases=("rp",),
+    )
     user: str | None = option(None, "1.x user (sent as the token user:pw).", aliases=("username",))
     pw: str | None = option(None, "1.x password.", secret=True, aliases=("password",))
     token: str | None = option(None, "API token (2.x, 3.x; 1.8 also takes user:pw).", secret=True)
     org: str | None = option(None, "Organization (2.x; ignored by 1.8 and 3.x).")
-    bucket: str | None = option(None, "Bucket (2.x) or database (3.x); instead of db/retention_policy.")
+    bucket: str | None = option(
+        None, "Bucket (2.x) or database (3.x); instead of db/retention_policy."
+    )
     measurement: str = option(MEASUREMENT, "Measurement name.")
-    tags: list[str] = option(list(DEFAULT_TAGS), f"Tags, of {', '.join(TAG_SOURCES)} (bounded cardinality); the others become fields.")
-    withfields: bool = option(False, "true: the event's own fields (message, object_name, uid, ...); false: kube-eventer's value field (the event as JSON) and count.")
-    create_database: bool = option(True, "1.x: CREATE DATABASE db at start and when a write finds it missing (needs admin; a user without it is told once).")
+    tags: list[str] = option(
+        list(DEFAULT_TAGS),
+        f"Tags, of {', '.join(TAG_SOURCES)} (bounded cardinality); the others become fields.",
+    )
+    withfields: bool = option(
+        False,
+        "true: the event's own fields (message, object_name, uid, ...); false: kube-eventer's value field (the event as JSON) and count.",
+    )
+    create_database: bool = option(
+        True,
+        "1.x: CREATE DATABASE db at start and when a write finds it missing (needs admin; a user without it is told once).",
+    )
     gzip: bool = option(False, "Compress writes (saves bandwidth, costs client CPU).")
 
 

@@ -135,17 +135,66 @@ class KafkaOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout):
     }
     DEFAULTS = {"timeout": 30.0}
 
-    brokers: list[str] = option([], "Bootstrap brokers HOST:PORT (repeat or comma-separate; port 9092 by default).", exporter="brokers")
-    eventstopic: str = option(DEFAULT_TOPIC, "Topic of the events (created by the broker if it auto-creates topics).", aliases=("topic",), exporter="topic")
-    timeseriestopic: str | None = option(None, "kube-eventer's metrics topic: accepted and ignored (events only).")
-    compression: str = option("none", "none, gzip, snappy, lz4 or zstd (Kafka 2.1+); snappy/lz4/zstd need the kafka extra.", parse=choice(*COMPRESSIONS), exporter="compressionCodec")
-    user: str | None = option(None, "SASL user; with password, switches SASL on.", aliases=("username",), exporter="sasl.username")
-    password: str | None = option(None, "SASL password: password_file=/path or password=$VAR.", secret=True, exporter="sasl.password")
-    mechanism: str | None = option(None, "SASL mechanism: PLAIN (default, kube-eventer's), SCRAM-SHA-256, SCRAM-SHA-512.", parse=parse_mechanism, aliases=("sasl_mechanism",), exporter="sasl.mechanism")
-    tls: bool | None = option(None, "TLS to the brokers; default: on when ca_file, cert_file/key_file or insecure is given.", parse=parse_bool, exporter="tls.enable")
-    linger_ms: int = option(5, "How long the producer waits to fill a batch (every write ends with a flush).", parse=parse_nonnegative_int)
-    batch_bytes: int = option(262144, "Producer batch size per partition, bytes (the pipeline's batch_size counts events).", parse=parse_positive_int)
-    max_message_bytes: int = option(1048576, "Largest message sent; larger events are dead-lettered (keep it <= the topic's max.message.bytes).", parse=parse_positive_int)
+    brokers: list[str] = option(
+        [],
+        "Bootstrap brokers HOST:PORT (repeat or comma-separate; port 9092 by default).",
+        exporter="brokers",
+    )
+    eventstopic: str = option(
+        DEFAULT_TOPIC,
+        "Topic of the events (created by the broker if it auto-creates topics).",
+        aliases=("topic",),
+        exporter="topic",
+    )
+    timeseriestopic: str | None = option(
+        None, "kube-eventer's metrics topic: accepted and ignored (events only)."
+    )
+    compression: str = option(
+        "none",
+        "none, gzip, snappy, lz4 or zstd (Kafka 2.1+); snappy/lz4/zstd need the kafka extra.",
+        parse=choice(*COMPRESSIONS),
+        exporter="compressionCodec",
+    )
+    user: str | None = option(
+        None,
+        "SASL user; with password, switches SASL on.",
+        aliases=("username",),
+        exporter="sasl.username",
+    )
+    password: str | None = option(
+        None,
+        "SASL password: password_file=/path or password=$VAR.",
+        secret=True,
+        exporter="sasl.password",
+    )
+    mechanism: str | None = option(
+        None,
+        "SASL mechanism: PLAIN (default, kube-eventer's), SCRAM-SHA-256, SCRAM-SHA-512.",
+        parse=parse_mechanism,
+        aliases=("sasl_mechanism",),
+        exporter="sasl.mechanism",
+    )
+    tls: bool | None = option(
+        None,
+        "TLS to the brokers; default: on when ca_file, cert_file/key_file or insecure is given.",
+        parse=parse_bool,
+        exporter="tls.enable",
+    )
+    linger_ms: int = option(
+        5,
+        "How long the producer waits to fill a batch (every write ends with a flush).",
+        parse=parse_nonnegative_int,
+    )
+    batch_bytes: int = option(
+        262144,
+        "Producer batch size per partition, bytes (the pipeline's batch_size counts events).",
+        parse=parse_positive_int,
+    )
+    max_message_bytes: int = option(
+        1048576,
+        "Largest message sent; larger events are dead-lettered (keep it <= the topic's max.message.bytes).",
+        parse=parse_positive_int,
+    )
     client_id: str = option("kube-event-shipper", "Client id the brokers log and apply quotas to.")
 
 

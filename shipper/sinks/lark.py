@@ -55,7 +55,12 @@ TEMPLATES = {"#E01E5A": "red", "#2EB67D": "green", "#ECB22E": "yellow"}
 class LarkOptions(ChatOptions):
     DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["100/1m", "5/1s"]}}
 
-    sign: str | None = option(None, "The bot's signature secret: adds timestamp and sign to every body.", secret=True, aliases=("secret",))
+    sign: str | None = option(
+        None,
+        "The bot's signature secret: adds timestamp and sign to every body.",
+        secret=True,
+        aliases=("secret",),
+    )
     msg_type: str = option("interactive", "Message type.", parse=choice("interactive", "text"))
     at_all: bool = option(False, "@all.")
     at_user_ids: list[str] = option([], "open_id or user_id values to @mention.")
@@ -70,8 +75,8 @@ class LarkSink(NotifierSink):
     max_text = 20000
     Options = LarkOptions
     options: LarkOptions
-    usage = 'lark:https://open.feishu.cn/open-apis/bot/v2/hook/TOKEN'
-    example = 'lark:https://open.feishu.cn/open-apis/bot/v2/hook/$LARK_HOOK&sign_file=/secrets/lark'
+    usage = "lark:https://open.feishu.cn/open-apis/bot/v2/hook/TOKEN"
+    example = "lark:https://open.feishu.cn/open-apis/bot/v2/hook/$LARK_HOOK&sign_file=/secrets/lark"
     guarantee = (
         "at least once per alert; count updates within realert are not re-sent; events past"
         " 100/min or 5/s arrive as one digest message"

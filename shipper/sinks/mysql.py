@@ -324,18 +324,45 @@ def parse_charset(text: str) -> str:
 
 parse_charset.__name__ = "utf8mb4|utf8"
 
+
 @dataclass(frozen=True, kw_only=True)
 class MySQLOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout):
     DEFAULTS = {"timeout": 10.0}
 
-    table: str = option(DEFAULT_TABLE, "Table of events (one row per Event); versions go to <table>_occurrence. Letters, digits, _.")
+    table: str = option(
+        DEFAULT_TABLE,
+        "Table of events (one row per Event); versions go to <table>_occurrence. Letters, digits, _.",
+    )
     user: str | None = option(None, "User, where the DSN or URL has none.", aliases=("username",))
-    password: str | None = option(None, "Password, where the DSN or URL has none: password_file=/path or password=$VAR.", secret=True)
-    tls: str | None = option(None, "TLS as in Go: true (verify the certificate and host name), skip-verify, preferred (TLS if offered, unverified), false. Default false, true when a TLS file is given; insecure=true means skip-verify.", parse=choice("false", "true", "skip-verify", "preferred"))
-    read_timeout: float = option(60.0, "Timeout of one read from the server.", aliases=("readTimeout",))
-    write_timeout: float = option(60.0, "Timeout of one write to the server.", aliases=("writeTimeout",))
-    charset: str = option("utf8mb4", "utf8mb4 (utf8 is read as utf8mb4: a 3-byte utf8 connection would refuse emoji).", parse=parse_charset)
-    go_driver_options: list[str] = option([], "Go driver options (parseTime, " + ", ".join(GO_DRIVER_OPTIONS) + "): accepted so that a kube-eventer DSN works unchanged; no effect (times are always UTC).", parse=str, aliases=("parseTime", *GO_DRIVER_OPTIONS))
+    password: str | None = option(
+        None,
+        "Password, where the DSN or URL has none: password_file=/path or password=$VAR.",
+        secret=True,
+    )
+    tls: str | None = option(
+        None,
+        "TLS as in Go: true (verify the certificate and host name), skip-verify, preferred (TLS if offered, unverified), false. Default false, true when a TLS file is given; insecure=true means skip-verify.",
+        parse=choice("false", "true", "skip-verify", "preferred"),
+    )
+    read_timeout: float = option(
+        60.0, "Timeout of one read from the server.", aliases=("readTimeout",)
+    )
+    write_timeout: float = option(
+        60.0, "Timeout of one write to the server.", aliases=("writeTimeout",)
+    )
+    charset: str = option(
+        "utf8mb4",
+        "utf8mb4 (utf8 is read as utf8mb4: a 3-byte utf8 connection would refuse emoji).",
+        parse=parse_charset,
+    )
+    go_driver_options: list[str] = option(
+        [],
+        "Go driver options (parseTime, "
+        + ", ".join(GO_DRIVER_OPTIONS)
+        + "): accepted so that a kube-eventer DSN works unchanged; no effect (times are always UTC).",
+        parse=str,
+        aliases=("parseTime", *GO_DRIVER_OPTIONS),
+    )
 
 
 class MySQLSink(Sink):

@@ -400,21 +400,57 @@ class NotifyOptions(SinkOptions, TLSTrust, ClusterName, Timeout):
 
     DEFAULTS = {"timeout": 10.0}
 
-    link_template: str | None = option(None, "A link added to every message, e.g. https://grafana/d/x?var-namespace={{ .InvolvedObject.Namespace }}.", aliases=("link",))
-    rate: list[str] = option([], "Most messages per window, COUNT/DURATION (repeatable; default: the vendor's limit); past it, events fold into one digest message. 0: no limit.", parse=parse_rate)
-    realert: float = option(600.0, "A count update of an event already alerted within this window is not sent again (0: send every update).")
-    max_age: float = option(900.0, "Events that happened longer ago than this are not sent (first start, replays); 0: no limit.")
+    link_template: str | None = option(
+        None,
+        "A link added to every message, e.g. https://grafana/d/x?var-namespace={{ .InvolvedObject.Namespace }}.",
+        aliases=("link",),
+    )
+    rate: list[str] = option(
+        [],
+        "Most messages per window, COUNT/DURATION (repeatable; default: the vendor's limit); past it, events fold into one digest message. 0: no limit.",
+        parse=parse_rate,
+    )
+    realert: float = option(
+        600.0,
+        "A count update of an event already alerted within this window is not sent again (0: send every update).",
+    )
+    max_age: float = option(
+        900.0,
+        "Events that happened longer ago than this are not sent (first start, replays); 0: no limit.",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class ChatOptions(NotifyOptions):
     """A chat message's parts, each a Go template over the event."""
 
-    message: str | None = option(None, "Message text, a Go-style template ({{ .Reason }}, {{ .InvolvedObject.Namespace }}, {{ .Message }}, {{ .Count }}, {{ .ClusterName }} ...).", exporter="message")
-    title: str | None = option(None, "Title template (default: [cluster] Type Reason: Kind namespace/name).", exporter="title")
-    color: str | None = option(None, "Colour template (default by type: Warning red, Normal green, digest yellow).", exporter="color")
-    field: list[str] = option([], "A field NAME=TEMPLATE shown beside the message (repeatable; replaces the default fields).", parse=_kv, aliases=("fields",), exporter="fields")
-    label: list[str] = option([], "A line printed at the top of every message, e.g. the keyword a DingTalk robot demands (repeatable).", parse=str)
+    message: str | None = option(
+        None,
+        "Message text, a Go-style template ({{ .Reason }}, {{ .InvolvedObject.Namespace }}, {{ .Message }}, {{ .Count }}, {{ .ClusterName }} ...).",
+        exporter="message",
+    )
+    title: str | None = option(
+        None,
+        "Title template (default: [cluster] Type Reason: Kind namespace/name).",
+        exporter="title",
+    )
+    color: str | None = option(
+        None,
+        "Colour template (default by type: Warning red, Normal green, digest yellow).",
+        exporter="color",
+    )
+    field: list[str] = option(
+        [],
+        "A field NAME=TEMPLATE shown beside the message (repeatable; replaces the default fields).",
+        parse=_kv,
+        aliases=("fields",),
+        exporter="fields",
+    )
+    label: list[str] = option(
+        [],
+        "A line printed at the top of every message, e.g. the keyword a DingTalk robot demands (repeatable).",
+        parse=str,
+    )
 
 
 # -- the base class

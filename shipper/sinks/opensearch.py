@@ -31,8 +31,18 @@ from shipper.uri import UsageError, choice
 
 @dataclass(frozen=True, kw_only=True)
 class OpenSearchOptions(SearchOptions):
-    aws_region: str | None = option(None, "Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service).", aliases=("awsRegion",), group="aws")
-    aws_service: str = option("es", "SigV4 service: es (managed domains) or aoss (Serverless).", parse=choice("es", "aoss"), group="aws")
+    aws_region: str | None = option(
+        None,
+        "Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service).",
+        aliases=("awsRegion",),
+        group="aws",
+    )
+    aws_service: str = option(
+        "es",
+        "SigV4 service: es (managed domains) or aoss (Serverless).",
+        parse=choice("es", "aoss"),
+        group="aws",
+    )
 
 
 class OpenSearchSink(ElasticsearchSink):

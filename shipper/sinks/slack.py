@@ -68,12 +68,25 @@ def mrkdwn_escape(text: str) -> str:
 class SlackOptions(ChatOptions):
     DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["1/1s"]}}
 
-    token: str | None = option(None, "Bot token (xoxb-...) with chat:write; sends with chat.postMessage.", secret=True, exporter="token")
+    token: str | None = option(
+        None,
+        "Bot token (xoxb-...) with chat:write; sends with chat.postMessage.",
+        secret=True,
+        exporter="token",
+    )
     channel: str | None = option(None, "Channel id or name (with token).", exporter="channel")
-    format: str = option("blocks", "blocks: Block Kit in a coloured attachment; attachments: the classic attachment.", parse=choice("blocks", "attachments"))
+    format: str = option(
+        "blocks",
+        "blocks: Block Kit in a coloured attachment; attachments: the classic attachment.",
+        parse=choice("blocks", "attachments"),
+    )
     footer: str | None = option(None, "Footer template.", exporter="footer")
     author_name: str | None = option(None, "Author template (attachments).", exporter="author_name")
-    api_url: str = option("https://slack.com/api", "Base URL of the Web API (Mattermost, a proxy).", exporter="api_url")
+    api_url: str = option(
+        "https://slack.com/api",
+        "Base URL of the Web API (Mattermost, a proxy).",
+        exporter="api_url",
+    )
 
 
 class SlackSink(NotifierSink):
@@ -85,8 +98,8 @@ class SlackSink(NotifierSink):
     escape = staticmethod(mrkdwn_escape)
     Options = SlackOptions
     options: SlackOptions
-    usage = 'slack:https://hooks.slack.com/services/T/B/X or slack:?token=xoxb-...&channel=C123'
-    example = 'slack:?token_file=/secrets/slack&channel=C0123456'
+    usage = "slack:https://hooks.slack.com/services/T/B/X or slack:?token=xoxb-...&channel=C123"
+    example = "slack:?token_file=/secrets/slack&channel=C0123456"
     guarantee = (
         "at least once per alert; count updates within realert are not re-sent; events past"
         " 1/s arrive as one digest message"

@@ -44,7 +44,11 @@ class TeamsOptions(ChatOptions):
     REST = "endpoint"
     DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["4/1s", "60/30s", "100/1h"]}}
 
-    format: str = option("auto", "Card type: auto picks by the URL's host.", parse=choice("auto", "messagecard", "adaptivecard"))
+    format: str = option(
+        "auto",
+        "Card type: auto picks by the URL's host.",
+        parse=choice("auto", "messagecard", "adaptivecard"),
+    )
 
 
 class TeamsSink(NotifierSink):
@@ -56,8 +60,8 @@ class TeamsSink(NotifierSink):
     max_text = 18000
     Options = TeamsOptions
     options: TeamsOptions
-    usage = 'teams:https://HOST/workflows/...'
-    example = 'teams:https://prod-00.westus.logic.azure.com/workflows/ID/triggers/manual/paths/invoke?sig=$SIG'
+    usage = "teams:https://HOST/workflows/..."
+    example = "teams:https://prod-00.westus.logic.azure.com/workflows/ID/triggers/manual/paths/invoke?sig=$SIG"
     guarantee = (
         "at least once per alert; count updates within realert are not re-sent; events past"
         " the connector limits arrive as one digest message"

@@ -79,11 +79,25 @@ class WebhookOptions(NotifyOptions):
     DEFAULTS = {**NotifyOptions.DEFAULTS, **{"rate": [], "realert": 0.0, "max_age": 0.0}}
 
     method: str = option("POST", "HTTP method.", parse=choice("POST", "PUT", "PATCH", "GET"))
-    header: list[str] = option([], "A request header NAME=VALUE (repeatable).", parse=_header, aliases=("headers",), exporter="headers")
-    body_template: str | None = option(None, "File holding the body template.", aliases=("custom_body_file", "body_file"))
-    custom_body_configmap: str | None = option(None, "ConfigMap whose key 'content' holds the body template (kube-eventer).")
+    header: list[str] = option(
+        [],
+        "A request header NAME=VALUE (repeatable).",
+        parse=_header,
+        aliases=("headers",),
+        exporter="headers",
+    )
+    body_template: str | None = option(
+        None, "File holding the body template.", aliases=("custom_body_file", "body_file")
+    )
+    custom_body_configmap: str | None = option(
+        None, "ConfigMap whose key 'content' holds the body template (kube-eventer)."
+    )
     custom_body_configmap_namespace: str = option("default", "Namespace of that ConfigMap.")
-    body_format: str = option("json", "json: escape values into JSON and check the body; text: send the rendered text as is.", parse=choice("json", "text"))
+    body_format: str = option(
+        "json",
+        "json: escape values into JSON and check the body; text: send the rendered text as is.",
+        parse=choice("json", "text"),
+    )
 
 
 class WebhookSink(NotifierSink):
@@ -97,8 +111,10 @@ class WebhookSink(NotifierSink):
     max_text = 1 << 20
     Options = WebhookOptions
     options: WebhookOptions
-    usage = 'webhook:https://HOST/PATH'
-    example = 'webhook:https://alerts.example.com/k8s?level=Warning&header=Authorization=Bearer%20$TOKEN'
+    usage = "webhook:https://HOST/PATH"
+    example = (
+        "webhook:https://alerts.example.com/k8s?level=Warning&header=Authorization=Bearer%20$TOKEN"
+    )
     guarantee = "at least once per event version; every count update is sent unless realert is set"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -87,8 +87,8 @@ class WeChatSink(NotifierSink):
     default_fields = ()
     Options = WeChatOptions
     options: WeChatOptions
-    usage = 'wechat:?corp_id=ID&corp_secret=SECRET&agent_id=ID or wecom:https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY'
-    example = 'wechat:?corp_id=ww1&corp_secret_file=/secrets/wecom&agent_id=1000002&to_user=@all'
+    usage = "wechat:?corp_id=ID&corp_secret=SECRET&agent_id=ID or wecom:https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY"
+    example = "wechat:?corp_id=ww1&corp_secret_file=/secrets/wecom&agent_id=1000002&to_user=@all"
     guarantee = (
         "at least once per alert; count updates within realert are not re-sent; events past"
         " 20/min arrive as one digest message"

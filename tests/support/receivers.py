@@ -747,8 +747,8 @@ def bump(e: Any, count: int) -> Any:
 
 def sink(uri: str, *, metrics: Any = None, cluster: str = "test", opened: bool = True) -> Any:
     """A notifier built from a ``--sink`` URI the way the daemon builds it, opened."""
-    from shipper.sinks.factory import build_sink
     from shipper.sinks.base import SinkContext
+    from shipper.sinks.factory import build_sink
 
     built, _ = build_sink(uri, SinkContext(cluster=cluster, state_dir=None, metrics=metrics))
     if opened:
