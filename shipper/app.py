@@ -51,7 +51,9 @@ class Shipper:
             cluster=settings.cluster, state_dir=settings.state_dir, metrics=self.metrics
         )
         # Everything that can be wrong with the input is found here, before anything starts.
-        self.config = load_config(settings.config) if settings.config else None
+        self.config = (
+            load_config(settings.config, strict=settings.strict) if settings.config else None
+        )
         if self.config is not None:
             self._apply_config(self.config)
             ctx = SinkContext(
@@ -90,7 +92,13 @@ class Shipper:
         if config.namespace and "namespaces=" not in settings.source:
             glue = "&" if "?" in settings.source else "?"
             settings.source = f"{settings.source}{glue}namespaces={config.namespace}"
-        if config.uses_labels() and not settings.enrich.enabled:
+        if config.cache_size:
+            settings.enrich = replace(settings.enrich, cache_size=config.cache_size)
+        if config.omit_lookup:
+            if settings.enrich.enabled:
+                log.info("--config %s: omitLookup is true: enrichment is off.", config.path)
+            settings.enrich = replace(settings.enrich, enabled=False)
+        elif config.uses_labels() and not settings.enrich.enabled:
             settings.enrich = replace(settings.enrich, enabled=True)
             log.info(
                 "--config %s: rules match labels or annotations; enrichment is on.", config.path

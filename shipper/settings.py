@@ -50,6 +50,9 @@ class Settings:
     (pods without a volume); none: keep nothing (every start ships everything retained)."""
     config: str | None = None
     """A kubernetes-event-exporter config file (routes and receivers), see shipper/config.py."""
+    strict: bool = False
+    """Refuse what the original accepts silently in a config file (unknown keys, a route to a
+    receiver that is not defined, an invalid regex) instead of warning about it."""
     leader_elect: bool = False
     """Run as one of several replicas: only the holder of the Lease ships (shipper/leader.py)."""
     leader_lease: str = "kube-event-shipper"

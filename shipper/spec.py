@@ -34,6 +34,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import orjson
+
+from shipper.layout import parse_layout
 from shipper.uri import (
     Param,
     UsageError,
@@ -47,7 +50,7 @@ from shipper.uri import (
 )
 
 #: Groups, in the order docs list them: the sink's own options first, the pipeline's last.
-GROUPS = ("sink", "tls", "cluster", "http", "aws", "pipeline", "filter")
+GROUPS = ("sink", "encoding", "tls", "cluster", "http", "aws", "pipeline", "filter")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Meta:
     #: Every occurrence is collected (``?nodes=a&nodes=b``); list-typed fields also take commas.
     repeat: bool = False
     group: str = "sink"
+    #: A config file gives the value as a YAML tree (``layout:``): it reaches ``parse`` as JSON.
+    whole: bool = False
 
 
 def option(
@@ -76,6 +81,7 @@ def option(
     exporter: str | Sequence[str] = (),
     repeat: bool | None = None,
     group: str = "sink",
+    whole: bool = False,
 ) -> Any:
     """A declared option (a dataclass field). ``parse`` defaults from the default's type: bool,
     int, float, list (comma-separated and repeatable), else text."""
@@ -91,10 +97,22 @@ def option(
         exporter=(exporter,) if isinstance(exporter, str) else tuple(exporter),
         repeat=repeat,
         group=group,
+        whole=whole,
     )
     if isinstance(default, list | dict):
         return field(default_factory=functools.partial(type(default), default), metadata={"spec": meta})  # fmt: skip
     return field(default=default, metadata={"spec": meta})
+
+
+def parse_level(text: str) -> str:
+    """kube-eventer's level: a threshold; a list (``Normal,Warning``) means its lowest."""
+    levels = [choice("Normal", "Warning")(item) for item in parse_list(text)]
+    if not levels:
+        raise ValueError("expected Normal or Warning")
+    return "Normal" if "Normal" in levels else "Warning"
+
+
+parse_level.__name__ = "Normal|Warning"
 
 
 def _parser_for(default: Any) -> Callable[[str], Any]:
@@ -130,13 +148,13 @@ class SinkOptions:
     overflow: str = option("block", "When the queue is full: block (pause the watch, lose nothing) or drop (count and skip).", parse=choice("block", "drop"), group="pipeline")  # fmt: skip
     max_backoff: float = option(60.0, "Longest pause between retries of a failing batch.", group="pipeline")  # fmt: skip
 
-    level: str | None = option(None, "Lowest event type to pass: Warning (Warnings only) or Normal (both).", parse=choice("Normal", "Warning"), group="filter")  # fmt: skip
-    namespaces: list[str] = option([], "Only events about objects in these namespaces.", group="filter")  # fmt: skip
+    level: str | None = option(None, "Lowest event type to pass: Warning (Warnings only) or Normal (both; also Normal,Warning).", parse=parse_level, group="filter")  # fmt: skip
+    namespaces: list[str] = option([], "Only events in these namespaces (names, or regular expressions such as my-.*, matched whole).", group="filter")  # fmt: skip
     kinds: list[str] = option([], "Only events about these kinds (Pod, Node, ...).", group="filter")  # fmt: skip
-    reason: Any = option(None, "Only events whose reason matches this regex.", parse=parse_regex, group="filter")  # fmt: skip
-    exclude_namespaces: list[str] = option([], "Drop events about objects in these namespaces.", group="filter")  # fmt: skip
+    reason: Any = option(None, "Only events whose reason matches this regex (commas separate alternatives).", parse=parse_regex, group="filter")  # fmt: skip
+    exclude_namespaces: list[str] = option([], "Drop events in these namespaces (names or regular expressions, matched whole).", group="filter")  # fmt: skip
     exclude_kinds: list[str] = option([], "Drop events about these kinds.", group="filter")
-    exclude_reasons: Any = option(None, "Drop events whose reason matches this regex, e.g. ^(Pulled|Created|Started)$.", parse=parse_regex, group="filter")  # fmt: skip
+    exclude_reasons: Any = option(None, "Drop events whose reason matches this regex, e.g. ^(Pulled|Created|Started)$ or Pulled,Created.", parse=parse_regex, group="filter")  # fmt: skip
     min_count: int | None = option(None, "Only events that happened this often (count).", parse=parse_positive_int, group="filter")  # fmt: skip
 
 
@@ -167,6 +185,20 @@ class ClusterName:
 @dataclass(frozen=True, kw_only=True)
 class Timeout:
     timeout: float = option(30.0, "Timeout of one request.", group="http")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayoutOption:
+    """kubernetes-event-exporter's ``layout`` (:mod:`shipper.layout`), for sinks that write a body."""
+
+    layout: Any = option(
+        None,
+        'The body as a tree of Go templates, as kubernetes-event-exporter\'s layout (JSON in a URI: layout={"msg":"{{ .Message }}"}); default: the documented event document.',
+        parse=parse_layout,
+        exporter="layout",
+        whole=True,
+        group="encoding",
+    )
 
 
 # -- reading a declaration
@@ -251,9 +283,11 @@ def receiver_pairs(
         for key, value in mapping.items():
             path = f"{prefix}{key}"
             if value is None or value == "":
-                continue
+                continue  # an empty value means "not set", as in the original
             if path == cls.REST:
                 rest = str(value)
+            elif path in by_key and by_key[path].meta.whole:
+                pairs.append((by_key[path].name, orjson.dumps(value, default=str).decode()))
             elif path in by_key:
                 pairs.extend((by_key[path].name, text) for text in _texts(value))
             elif isinstance(value, Mapping) and any(k.startswith(path + ".") for k in by_key):

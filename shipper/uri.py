@@ -18,12 +18,15 @@ from a mounted Secret and never sit in the Deployment's args.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+log = logging.getLogger(__name__)
 
 
 class UsageError(Exception):
@@ -88,10 +91,28 @@ def parse_list(text: str) -> list[str]:
 
 
 def parse_regex(text: str) -> re.Pattern[str]:
+    """A regular expression; commas outside brackets separate alternatives, as kube-eventer's
+    docs write lists (``exclude_reasons=Pulled,BackOff``): no reason contains a comma."""
+    parts = _top_level_split(text)
+    source = parts[0] if len(parts) == 1 else "|".join(f"(?:{part})" for part in parts)
     try:
-        return re.compile(text)
+        return re.compile(source)
     except re.error as exc:
         raise ValueError(f"expected a regular expression ({exc})") from exc
+
+
+def _top_level_split(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [part for part in parts if part] or [""]
 
 
 def choice(*options: str, case_insensitive: bool = True) -> Callable[[str], str]:
@@ -222,7 +243,11 @@ def resolve_params(
         if from_file:
             value = _read_secret_file(value, where=f"{where} parameter {key}")
         if param.name in raw and not param.repeat:
-            raise UsageError(f"{where}: parameter {param.name!r} is given more than once")
+            # kube-eventer reads url.Values.Get: the first one counts. Say so, keep going.
+            log.warning(
+                "%s: parameter %r is given more than once; the first one counts.", where, param.name
+            )
+            continue
         raw.setdefault(param.name, []).append(value)
     values: dict[str, Any] = {}
     for param in declared:

@@ -27,6 +27,11 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", default=os.environ.get("KES_CONFIG") or None)
     parser.add_argument("--sink", action="append", default=[], metavar="URI")
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse unknown keys, undefined receivers and invalid regexes instead of warning",
+    )
+    parser.add_argument(
         "--events",
         metavar="FILE",
         help="recorded events: JSON lines of Event objects, or a List (kubectl get events -o json)",
@@ -48,7 +53,7 @@ def check(args: argparse.Namespace) -> int:
     from shipper.sinks.factory import build_sinks
 
     setup_logging("warning", "text")
-    config = load(args.config) if args.config else None
+    config = load(args.config, strict=args.strict) if args.config else None
     ctx = SinkContext(
         cluster=(config.cluster_name if config else "") or "", state_dir=args.state_dir or None
     )

@@ -81,6 +81,13 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         " combines with --sink. Check it with 'kube-event-shipper check --config FILE'.",
     )
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        default=DEFAULTS.strict,
+        help="refuse what kubernetes-event-exporter accepts silently in --config (unknown keys,"
+        " a route to an undefined receiver, an invalid regex) instead of warning",
+    )
+    parser.add_argument(
         "--sink",
         action="append",
         default=[],
@@ -227,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(level, fmt)
     settings = Settings(
         config=args.config,
+        strict=args.strict,
         source=args.source,
         sinks=args.sink,
         state_dir=args.state_dir or None,
@@ -258,7 +266,7 @@ def _log_settings(args: argparse.Namespace) -> tuple[str, str]:
     if args.config and (level is None or fmt is None):
         from shipper.config import load
 
-        config = load(args.config)
+        config = load(args.config, strict=args.strict)
         level = level or LOG_LEVELS.get(str(config.log_level or "").lower())
         fmt = fmt or ("json" if str(config.log_format or "").lower() == "json" else None)
     return level or "info", fmt or "text"

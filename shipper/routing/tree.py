@@ -40,9 +40,9 @@ ROUTE_KEYS = {"drop", "match", "routes"}
 
 @dataclass
 class Rule:
-    fields: dict[str, re.Pattern[str] | _Glob] = field(default_factory=dict)
-    labels: dict[str, re.Pattern[str] | _Glob] = field(default_factory=dict)
-    annotations: dict[str, re.Pattern[str] | _Glob] = field(default_factory=dict)
+    fields: dict[str, re.Pattern[str] | _Glob | _Never] = field(default_factory=dict)
+    labels: dict[str, re.Pattern[str] | _Glob | _Never] = field(default_factory=dict)
+    annotations: dict[str, re.Pattern[str] | _Glob | _Never] = field(default_factory=dict)
     min_count: int | None = None
     receiver: str | None = None
     line: int = 0
@@ -109,6 +109,16 @@ class Route:
         return lines
 
 
+class _Never:
+    """An invalid regular expression: matches nothing, as in the original."""
+
+    def __init__(self, text: str) -> None:
+        self.pattern = f"invalid:{text}"
+
+    def search(self, value: str) -> None:
+        return None
+
+
 class _Glob:
     """A value that was meant as a glob (``*test*``): matches like one, shows as one."""
 
@@ -120,7 +130,7 @@ class _Glob:
         return self._regex.match(value)
 
 
-def _pattern(value: Any, where: Where, line: int, name: str) -> re.Pattern[str] | _Glob:
+def _pattern(value: Any, where: Where, line: int, name: str) -> re.Pattern[str] | _Glob | _Never:
     text = str(value)
     try:
         return re.compile(text)
@@ -131,9 +141,11 @@ def _pattern(value: Any, where: Where, line: int, name: str) -> re.Pattern[str] 
                 f"{name}: {text!r} is not a regular expression; read as the glob it looks like",
             )
             return _Glob(text)
-        raise where.error(
-            line, f"{name}: {text!r} is not a valid regular expression ({exc})"
-        ) from None
+        # Theirs compiles it, fails, and the rule never matches: the same here, said aloud.
+        where.lenient(
+            line, f"{name}: {text!r} is not a valid regular expression ({exc}); it never matches"
+        )
+        return _Never(text)
 
 
 def _rule(raw: Any, where: Where, line: int) -> Rule:
@@ -143,9 +155,10 @@ def _rule(raw: Any, where: Where, line: int) -> Rule:
     for key, value in raw.items():
         at = getattr(raw, "lines", {}).get(key, line)
         if key not in RULE_KEYS:
-            raise where.error(
-                at, f"unknown rule field {key!r} (known: {', '.join(sorted(RULE_KEYS))})"
+            where.lenient(
+                at, f"unknown rule field {key!r} is ignored (known: {', '.join(sorted(RULE_KEYS))})"
             )
+            continue
         if key in RULE_FIELDS:
             if value not in (None, ""):
                 rule.fields[key] = _pattern(value, where, at, key)
@@ -173,7 +186,8 @@ def _route(raw: Any, where: Where, line: int) -> Route:
     for key, value in raw.items():
         at = raw.lines.get(key, line)
         if key not in ROUTE_KEYS:
-            raise where.error(at, f"unknown route key {key!r} (known: drop, match, routes)")
+            where.lenient(at, f"unknown route key {key!r} is ignored (known: drop, match, routes)")
+            continue
         if not isinstance(value, list):
             raise where.error(at, f"{key}: expected a list")
         if key == "routes":

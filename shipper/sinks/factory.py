@@ -55,7 +55,7 @@ def build_receivers(config: Config, ctx: SinkContext) -> list[tuple[Sink, SinkSe
     for name in config.used_receivers:
         receiver = config.receivers[name]
         where = f"--config {config.path}:{receiver.line} receiver {name}:"
-        uri = receiver_uri(receiver, Where(config.path))
+        uri = receiver_uri(receiver, Where(config.path, config.strict))
         built.append(build_sink_from(uri, ctx, where=where))
     return built
 
@@ -77,11 +77,12 @@ def receiver_uri(receiver: Receiver, where: Where) -> Uri:
             f"receiver {receiver.name!r}: {receiver.kind}.layout is not supported for this"
             " receiver; it writes the documented schema (README: The event document)",
         )
-    if unknown:
-        known = ", ".join(sorted(spec.exporter_keys(cls.Options)))
-        raise where.error(
-            receiver.line,
-            f"receiver {receiver.name!r}: unknown {receiver.kind} option {unknown[0]!r}"
+    known = ", ".join(sorted(spec.exporter_keys(cls.Options)))
+    lines = getattr(receiver.options, "lines", {})
+    for key in unknown:
+        where.lenient(
+            lines.get(key.split(".")[0], receiver.line),
+            f"receiver {receiver.name!r}: unknown {receiver.kind} option {key!r} is ignored"
             f" (known: {known})",
         )
     return Uri(cls.scheme, rest, [("name", receiver.name), *pairs])

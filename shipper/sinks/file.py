@@ -3,7 +3,9 @@
 One document per line, the schema of :meth:`shipper.event.Event.document` (as ``log`` prints).
 kubernetes-event-exporter's ``file`` receiver maps here (``path``, ``maxsize``, ``maxbackups``).
 When the file passes ``max_size`` MiB it is renamed ``PATH.1`` (older ones shift to ``.2``...,
-``max_backups`` are kept) and a new one is started.
+``max_backups`` are kept) and a new one is started. A pipe or terminal (``/dev/stdout`` in a
+container, the bitnami chart's default) is written to and never rotated. With ``layout``
+(kubernetes-event-exporter's, :mod:`shipper.layout`) each line is that body instead.
 
 Guarantee: as ``log``: each event version once across graceful restarts; after a crash, the
 versions shipped in the last checkpoint interval may be written again (deduplicate on
@@ -12,21 +14,24 @@ versions shipped in the last checkpoint interval may be written again (deduplica
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-import orjson
-
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.spec import SinkOptions, option
+from shipper.sinks.lines import encode_lines
+from shipper.spec import LayoutOption, SinkOptions, option
 from shipper.uri import UsageError, parse_nonnegative_int, parse_positive_int
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class FileOptions(SinkOptions):
+class FileOptions(SinkOptions, LayoutOption):
     REST = "path"
     IGNORED = {
         "maxage": "rotated files are kept by count (max_backups), not by age",
@@ -65,6 +70,8 @@ class FileSink(Sink):
     default_flush_interval = 0.2
 
     out: IO[bytes] | None = None
+    #: Bytes in the file, for rotation; None for a pipe or a terminal, which never rotate.
+    size: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -76,20 +83,35 @@ class FileSink(Sink):
         try:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self.out = open(self.path, "ab")  # noqa: SIM115 - kept open for the sink's life
+            info = os.fstat(self.out.fileno())
         except OSError as exc:
             raise TransientError(f"cannot open {self.path}: {exc.strerror}") from exc
+        # A pipe or a terminal (/dev/stdout in a container) cannot seek, be measured or be
+        # rotated: it is written to, once per line, and never asked where it is.
+        self.size = info.st_size if stat.S_ISREG(info.st_mode) else None
 
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
         assert self.out is not None
-        payload = b"".join(orjson.dumps(event.document()) + b"\n" for event in events)
+        payload, rejected = encode_lines(events, self.options.layout, self.ctx.cluster)
         try:
             self.out.write(payload)
             self.out.flush()
-            if self.out.tell() > self.options.max_size * 1024 * 1024:
-                self._rotate()
         except OSError as exc:
             raise TransientError(f"cannot write {self.path}: {exc.strerror}") from exc
-        return []
+        if self.size is not None:
+            self.size += len(payload)
+            if self.size > self.options.max_size * 1024 * 1024:
+                self._rotate_safely()
+        return rejected
+
+    def _rotate_safely(self) -> None:
+        """Rotate after a write that is already done: a failure here must not make the
+        pipeline write the batch again, so it is logged and tried after the next write."""
+        try:
+            self._rotate()
+            self.size = 0
+        except OSError as exc:
+            log.warning("Could not rotate %s (%s); will try again.", self.path, exc.strerror)
 
     def _rotate(self) -> None:
         assert self.out is not None

@@ -1,7 +1,8 @@
 """``log`` / ``stdout``: one JSON document per line on standard output.
 
 The document is the flattened schema of :meth:`shipper.event.Event.document`, the same one the
-JSON stores get, so ``kube-event-shipper | jq`` shows exactly what Elasticsearch would index.
+JSON stores get, so ``kube-event-shipper | jq`` shows exactly what Elasticsearch would index;
+with ``layout`` (kubernetes-event-exporter's, :mod:`shipper.layout`) each line is that body.
 Diagnostics go to standard error, never mixed in.
 
 Guarantee: every event version once per line on a graceful stop and restart; after a crash
@@ -16,15 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import orjson
-
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.spec import SinkOptions
+from shipper.sinks.lines import encode_lines
+from shipper.spec import LayoutOption, SinkOptions
 
 
 @dataclass(frozen=True, kw_only=True)
-class LogOptions(SinkOptions):
+class LogOptions(SinkOptions, LayoutOption):
     IGNORED = {"deDot": "the document always has de-dotted label keys"}
 
 
@@ -36,6 +36,7 @@ class LogSink(Sink):
     usage = "log"
     example = "log?level=Warning&namespaces=prod,payments"
     Options = LogOptions
+    options: LogOptions
     guarantee = (
         "each event version printed once across graceful restarts; after a crash, the last"
         " checkpoint interval may be printed again (deduplicate on uid + resource_version)"
@@ -50,13 +51,13 @@ class LogSink(Sink):
 
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
         assert self.out is not None
-        payload = b"".join(orjson.dumps(event.document()) + b"\n" for event in events)
+        payload, rejected = encode_lines(events, self.options.layout, self.ctx.cluster)
         try:
             self.out.write(payload)
             self.out.flush()
         except BrokenPipeError as exc:
             raise TransientError("standard output is closed") from exc
-        return []
+        return rejected
 
     def describe(self) -> str:
         return "log (stdout, JSON lines)"

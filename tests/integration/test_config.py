@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -131,34 +132,67 @@ def test_route_semantics(tmp_path, ev, receivers):
     assert load(write(tmp_path, NESTED)).receivers_for(ev) == receivers
 
 
+LENIENT = [
+    # What the original loads silently: a warning naming the line here, an error with --strict.
+    (
+        "route: {match: [{namespace: '(unclosed', receiver: a}]}\nreceivers: [{name: a, stdout: {}}]\n",
+        r"config.yaml:1: namespace: '\(unclosed' is not a valid regular expression .*; it never matches",
+    ),
+    (
+        "route:\n  match:\n    - nmespace: x\n      receiver: a\nreceivers: [{name: a, stdout: {}}]\n",
+        r"config.yaml:3: unknown rule field 'nmespace' is ignored",
+    ),
+    (
+        "route: {match: [{receiver: nowhere}]}\nreceivers: [{name: a, stdout: {}}]\n",
+        r"config.yaml:1: receiver 'nowhere' is not defined \(receivers: a\); its events go nowhere",
+    ),
+    ("rout: {}\n", r"config.yaml:1: unknown key 'rout' is ignored"),
+    (
+        "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    elasticsearch: {hosts: [http://x:9200], indx: a}\n",
+        r"config.yaml:4: receiver 'a': unknown elasticsearch option 'indx' is ignored",
+    ),
+    (
+        "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    file: {path: /tmp/x}\n    layout: {m: x}\n",
+        r"config.yaml:5: receiver 'a': 'layout' beside 'file' is ignored",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), LENIENT)
+def test_what_the_original_ignores_is_a_warning_and_an_error_with_strict(
+    tmp_path, caplog, text, message
+):
+    from shipper.sinks.base import SinkContext
+    from shipper.sinks.factory import build_sinks
+
+    path = write(tmp_path, text)
+    with pytest.raises(UsageError, match=message + r".*\(--strict\)"):
+        build_sinks([], SinkContext("", None), load(path, strict=True))
+    caplog.clear()
+    build_sinks([], SinkContext("", None), load(path))
+    assert re.search(message, caplog.text), caplog.text
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (
-            "route: {match: [{namespace: '(unclosed', receiver: a}]}\nreceivers: [{name: a, stdout: {}}]\n",
-            r"config.yaml:1: namespace: '\(unclosed' is not a valid regular expression",
-        ),
-        (
-            "route:\n  match:\n    - nmespace: x\n      receiver: a\nreceivers: [{name: a, stdout: {}}]\n",
-            r"config.yaml:3: unknown rule field 'nmespace'",
-        ),
-        (
-            "route: {match: [{receiver: nowhere}]}\nreceivers: [{name: a, stdout: {}}]\n",
-            r"config.yaml:1: receiver 'nowhere' is not defined \(receivers: a\)",
-        ),
         (
             "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    loki: {url: x}\n",
             r"config.yaml:3: receiver 'a': type 'loki' is not supported",
         ),
         (
-            "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    stdout: {layout: {m: x}}\n",
-            r"config.yaml:3: receiver 'a': stdout.layout is not supported",
+            "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    stdout: {layout: {m: '{{ .Reasn }}'}}\n",
+            r"config.yaml:3 receiver a: log: parameter layout=.*layout.m.*\.Reasn",
         ),
-        ("rout: {}\n", r"config.yaml:1: unknown key 'rout'"),
         ("route:\n  match: [\n", r"config.yaml:\d+: not valid YAML"),
         (
-            "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    elasticsearch: {hosts: [http://x:9200], indx: a}\n",
-            r"config.yaml:3: receiver 'a': unknown elasticsearch option 'indx'",
+            # the opsgenie README's unquoted template: `{{ x }}` is a mapping used as a key
+            "receivers:\n  - name: k\n    kafka:\n      brokers:\n        - {{ brokers }}\n      topic: t\n",
+            r"config.yaml:5: not valid YAML: a key here is itself a mapping",
+        ),
+        (
+            "maxEventAgeSeconds: 5\nthrottlePeriod: 5\n",
+            r"config.yaml:2: throttlePeriod is the old name of maxEventAgeSeconds",
         ),
         (
             "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    elasticsearch: {hosts: [ftp://x]}\n",
@@ -284,10 +318,17 @@ def test_check_prints_the_routing_and_dry_runs_events(tmp_path):
 
     broken = write(tmp_path, "route: {match: [{receiver: nowhere}]}\n")
     done = subprocess.run(
+        [sys.executable, "-m", "shipper", "check", "--strict", f"--config={broken}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert "config.yaml:1: receiver 'nowhere' is not defined" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    done = subprocess.run(
         [sys.executable, "-m", "shipper", "check", f"--config={broken}"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert done.returncode == 2
+    assert done.returncode == 0 and "OK" in done.stdout
     assert "config.yaml:1: receiver 'nowhere' is not defined" in done.stderr
 
 

@@ -194,7 +194,7 @@ def test_sink_uri_builds_settings():
     )
     assert sink.options.retention == 48 * 3600
     assert cfg.name == "store" and cfg.batch_size == 50
-    assert cfg.filter.level == "Warning" and cfg.filter.namespaces == {"ns", "b"}
+    assert cfg.filter.level == "Warning" and cfg.filter.namespaces.exact == {"ns", "b"}
     assert cfg.filter.accepts(make_event(1, "Warning"))
     assert not cfg.filter.accepts(make_event(1, "Normal"))
 
@@ -281,3 +281,28 @@ def test_bad_exclusion_regex_is_a_usage_error():
         build_sink("log?exclude_reasons=(Pulled", SinkContext("", None))
     with pytest.raises(UsageError, match="parameter min_count='0': expected a whole number"):
         build_sink("log?min_count=0", SinkContext("", None))
+
+
+@pytest.mark.parametrize(
+    ("query", "event", "passes"),
+    [
+        # kube-eventer's docs: a list of levels means its lowest; namespaces may be regexes;
+        # a list of reasons separated by commas
+        ("level=Normal,Warning", filter_event("shop", "Pod", "Pulled", type_="Normal"), True),
+        ("level=Warning", filter_event("shop", "Pod", "Pulled", type_="Normal"), False),
+        ("namespaces=my-.*", filter_event("my-app", "Pod", "BackOff"), True),
+        ("namespaces=my-.*", filter_event("your-my-app", "Pod", "BackOff"), False),
+        ("namespaces=my-.*,shop", filter_event("shop", "Pod", "BackOff"), True),
+        ("exclude_namespaces=kube-.*", filter_event("kube-system", "Pod", "BackOff"), False),
+        ("exclude_reasons=Pulled,BackOff", filter_event("shop", "Pod", "BackOff"), False),
+        ("exclude_reasons=Pulled,BackOff", filter_event("shop", "Pod", "Created"), True),
+        ("reason=^Fail{1,2}ed$,OOM", filter_event("shop", "Pod", "Failed"), True),
+        ("reason=^Fail{1,2}ed$,OOM", filter_event("shop", "Pod", "OOMKilling"), True),
+        ("reason=^Fail{1,2}ed$,OOM", filter_event("shop", "Pod", "BackOff"), False),
+        # Node events are recorded in default: namespace means the Event's own
+        ("namespaces=default", filter_event(None, "Node", "NodeNotReady"), True),
+    ],
+)
+def test_kube_eventer_filter_spellings(query, event, passes):
+    _, cfg = build_sink(f"log?{query}", SinkContext("", None))
+    assert cfg.filter.accepts(event) is passes

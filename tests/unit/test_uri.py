@@ -79,9 +79,10 @@ def test_bad_secret_value_is_not_echoed():
     assert "hunter2" not in str(info.value)
 
 
-def test_parameter_given_twice_is_an_error():
-    with pytest.raises(UsageError, match="more than once"):
-        resolve_params(DECLARED, [("level", "a"), ("level", "b")], where="w")
+def test_parameter_given_twice_keeps_the_first_as_go_url_values_get(caplog):
+    values, _ = resolve_params(DECLARED, [("level", "a"), ("level", "b")], where="w")
+    assert values["level"] == "a"
+    assert "w: parameter 'level' is given more than once; the first one counts." in caplog.text
 
 
 def test_env_expansion(monkeypatch):
