@@ -91,6 +91,13 @@ class Event:
     #: The involved object's top controller (a Pod's Deployment): kind, name, api_version, uid
     #: and labels, when enrichment found it (shipper/enrich.py).
     owner: dict[str, Any] | None = None
+    #: core/v1's count, firstTimestamp and lastTimestamp exactly as the API server sent them
+    #: (0 / None when the newer recorder left them out), for templates that read them as
+    #: kubernetes-event-exporter shows them; the fields above are the filled-in ones. None for
+    #: an event not read from the API (a digest's stand-in): templates use the fields above.
+    wire_count: int | None = None
+    wire_first: str | None = None
+    wire_last: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -239,4 +246,7 @@ def normalize(obj: dict[str, Any], watch_type: str, cluster: str = "") -> Event:
         seen_at=now,
         watch_type=watch_type,
         cluster=cluster,
+        wire_count=int(legacy_count or 0),
+        wire_first=first_ts,
+        wire_last=last_ts,
     )

@@ -1,11 +1,19 @@
 """Per sink: a bounded queue, batches by size and age, retry with backoff, dead letters.
 
 One :class:`SinkWorker` thread per sink. The source blocks on a full queue (back-pressure: the
-watch pauses, memory stays bounded) unless the sink says ``overflow=drop``. A batch that fails
-transiently is retried whole, with exponential backoff and full jitter, for as long as it takes;
-events a sink refuses for good go to the dead letters with the reason, so one bad event never
-blocks the rest. Every event ends in exactly one of shipped / dead_lettered / dropped, and only
-then is its ticket done: the checkpoint never moves past an event that is still in a queue.
+watch pauses, memory stays bounded) unless the sink says ``overflow=drop``.
+
+A sink answers each batch per event (:class:`~shipper.sinks.delivery.Outcome`): done, refused
+for good (dead-lettered with the reason, so one bad event never blocks the rest), to retry
+(a transient failure, or the destination's pace spent), or held (taken into something the sink
+sends later, such as a chat digest). Only the events to retry are written again, at the front
+of the next attempt, after the destination's Retry-After or exponential backoff with full
+jitter, for as long as it takes: what a batch already did is never done twice. Held events
+keep their tickets open until the sink releases them; the worker calls the sink's ``tick()``
+when its declared pace lets it send them, and between batches, so no sink needs a thread.
+
+Every event ends in exactly one of shipped / dead_lettered / dropped, and only then is its
+ticket done: the checkpoint never moves past an event that is still queued, retried or held.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
 from dataclasses import dataclass
 
 import orjson
@@ -26,6 +34,7 @@ from shipper.event import Event, utc_now
 from shipper.metrics import Metrics
 from shipper.routing.filters import EventFilter
 from shipper.sinks.base import PermanentError, Rejected, Sink, TransientError
+from shipper.sinks.delivery import Outcome, Pace, Release, Retry
 from shipper.spec import SinkOptions
 
 log = logging.getLogger(__name__)
@@ -116,7 +125,13 @@ _Item = tuple[Event, Ticket]
 
 
 class SinkWorker:
-    """Feeds one sink from its bounded queue; runs in its own thread."""
+    """Feeds one sink from its bounded queue; runs in its own thread.
+
+    State besides the queue, all touched by the worker thread only: ``_retry``, the events of
+    the last attempt the sink asked to write again (they lead the next attempt, at
+    ``_retry_at``), and ``_held``, the tickets of events the sink holds to send later (a
+    digest), oldest first, settled by the sink's :class:`~shipper.sinks.delivery.Release`.
+    """
 
     def __init__(
         self, sink: Sink, settings: SinkSettings, metrics: Metrics, dead_letters: DeadLetters
@@ -132,6 +147,11 @@ class SinkWorker:
         self._closing = threading.Event()  # no more events will come: drain and stop
         self._abandon = threading.Event()  # grace period over: stop even with a batch unsent
         self._in_batch = 0
+        self._retry: list[_Item] = []
+        self._retry_at = 0.0
+        self._held: deque[Ticket] = deque()
+        self._tick_at = 0.0
+        self._backoff = Backoff(settings.max_backoff)
         self.thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
         metrics.register_sink(self.name, settings.queue_size)
         metrics.sink_queue.labels(self.name).set_function(self.queue.qsize)
@@ -139,6 +159,7 @@ class SinkWorker:
         self._received = metrics.sink_events.labels(self.name, "received")
         self._shipped = metrics.sink_events.labels(self.name, "shipped")
         self._dead_lettered = metrics.sink_events.labels(self.name, "dead_lettered")
+        self._retried = metrics.sink_events.labels(self.name, "retried")
         self.filtered = metrics.sink_events.labels(self.name, "filtered")
 
     # -- the source's side
@@ -171,18 +192,29 @@ class SinkWorker:
         self.thread.start()
 
     def idle(self) -> bool:
-        """Nothing queued and no batch being written."""
-        return self._in_batch == 0 and self.queue.empty()
+        """Nothing queued, none being written or waiting to be written again, none held."""
+        return self.backlog() == 0
 
     def backlog(self) -> int:
-        return self._in_batch + self.queue.qsize()
+        """Events not yet settled: queued, in the batch at hand, to retry, or held."""
+        return self._in_batch + len(self._retry) + len(self._held) + self.queue.qsize()
+
+    def held(self) -> int:
+        """Events the sink holds to send later (a digest), their tickets still open."""
+        return len(self._held)
+
+    @property
+    def pace(self) -> Pace | None:
+        """The destination's pace, if the sink declares one: read here, spent by the sink."""
+        return self.sink.pace
 
     def close(self) -> None:
-        """No more events: write what is queued, then stop."""
+        """No more events: write what is queued (and what the sink holds, as its pace
+        allows), then stop."""
         self._closing.set()
 
     def abandon(self) -> None:
-        """Stop now; unsent events stay unacknowledged and are replayed after a restart."""
+        """Stop now; unsent and held events stay unacknowledged and come back after a restart."""
         self._closing.set()
         self._abandon.set()
 
@@ -192,15 +224,32 @@ class SinkWorker:
         self._open_sink()
         try:
             while not self._abandon.is_set():
-                batch = self._next_batch()
+                if self._retry:
+                    delay = self._retry_at - time.monotonic()
+                    if delay > 0:
+                        self._abandon.wait(min(delay, 0.5))
+                        continue
+                    batch = self._retry_batch()
+                else:
+                    batch = self._next_batch()
                 if batch:
                     try:
                         self._deliver(batch)
                     finally:
                         self._in_batch = 0
+                elif self._held:
+                    if self._tick_due():
+                        self._tick()
                 elif self._closing.is_set() and self.queue.empty():
                     break
         finally:
+            if self._held:
+                log.warning(
+                    "Sink %s stopped holding %d events unsent; they stay unacknowledged and are"
+                    " sent after the restart.",
+                    self.name,
+                    len(self._held),
+                )
             try:
                 self.sink.close()
             except Exception:
@@ -227,7 +276,18 @@ class SinkWorker:
             return []
         batch = [first]
         self._in_batch = 1  # counted at once, so idle() never misses a batch being gathered
-        deadline = time.monotonic() + self.settings.flush_interval
+        self._fill(batch, time.monotonic() + self.settings.flush_interval)
+        return batch
+
+    def _retry_batch(self) -> list[_Item]:
+        """The events to write again, first, and as many queued ones as fit beside them now."""
+        batch = self._retry
+        self._in_batch = len(batch)  # counted before _retry empties, so idle() never lies
+        self._retry = []
+        self._fill(batch, 0.0)
+        return batch
+
+    def _fill(self, batch: list[_Item], deadline: float) -> None:
         while len(batch) < self.settings.batch_size:
             try:
                 batch.append(self.queue.get_nowait())
@@ -237,87 +297,167 @@ class SinkWorker:
                 pass
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closing.is_set():
-                break
+                return
             try:
                 batch.append(self.queue.get(timeout=remaining))
                 self._in_batch = len(batch)
             except queue.Empty:
-                break
-        return batch
+                return
+
+    # -- one attempt at a batch, and what became of each event
 
     def _deliver(self, batch: list[_Item]) -> None:
         events = [event for event, _ in batch]
-        rejected = self._write_with_retry(events)
-        if rejected is None:  # abandoned during shutdown: leave the tickets open
+        started = time.monotonic()
+        try:
+            outcome = Outcome.of(self.sink.write(events))
+        except TransientError as exc:
+            after = getattr(exc, "retry_after", None)
+            outcome = Outcome(retry=Outcome.retry_all(range(len(events)), str(exc), after))
+        except PermanentError as exc:
+            outcome = Outcome(rejected=tuple(Rejected(i, str(exc)) for i in range(len(events))))
+        except Exception as exc:
+            # A bug or an unforeseen reply: find the event that triggers it, if one does,
+            # rather than retrying a poisoned batch forever.
+            self._observe(started)
+            self._isolate(batch, exc)
             return
-        refused = {r.index: r.reason for r in rejected}
-        for index, reason in refused.items():
-            self.dead_letters.add(self.name, batch[index][0], reason)
-        self._dead_lettered.inc(len(refused))
-        self._shipped.inc(len(batch) - len(refused))
-        for _, ticket in batch:
-            ticket.done()
+        self._observe(started)
+        self._settle(batch, outcome)
 
-    def _write_with_retry(self, events: list[Event]) -> Sequence[Rejected] | None:
-        backoff = Backoff(self.settings.max_backoff)
-        while not self._abandon.is_set():
-            started = time.monotonic()
-            try:
-                rejected = self.sink.write(events)
-            except TransientError as exc:
-                self._note_failure(events, exc, backoff)
-                continue
-            except PermanentError as exc:
-                return [Rejected(i, str(exc)) for i in range(len(events))]
-            except Exception as exc:
-                # A bug or an unforeseen reply: find the event that triggers it, if one does,
-                # rather than retrying a poisoned batch forever.
-                return self._isolate(events, exc, backoff)
-            finally:
-                self.metrics.sink_write_seconds.labels(self.name).observe(
-                    time.monotonic() - started
-                )
-            if backoff.attempt:
-                log.info("Sink %s is writing again.", self.name)
-            self.metrics.sink_up.labels(self.name).set(1)
-            return rejected
-        return None
+    def _observe(self, started: float) -> None:
+        self.metrics.sink_write_seconds.labels(self.name).observe(time.monotonic() - started)
 
-    def _note_failure(self, events: list[Event], exc: Exception, backoff: Backoff) -> None:
-        delay = backoff.next_delay()
-        self.metrics.sink_failures.labels(self.name).inc()
-        self.metrics.sink_up.labels(self.name).set(0)
-        self.metrics.count(self.name, "retried", len(events))
-        log.warning(
-            "Sink %s could not write %d events (%s); retrying in %.1f s.",
-            self.name,
-            len(events),
-            exc,
-            delay,
-        )
-        self._abandon.wait(delay)
-
-    def _isolate(
-        self, events: list[Event], exc: Exception, backoff: Backoff
-    ) -> Sequence[Rejected] | None:
+    def _isolate(self, batch: list[_Item], exc: Exception) -> None:
         log.error(
             "Sink %s failed unexpectedly on a batch of %d: %r; writing them one by one.",
             self.name,
-            len(events),
+            len(batch),
             exc,
             exc_info=exc,
         )
-        rejected: list[Rejected] = []
-        for index, event in enumerate(events):
-            while not self._abandon.is_set():
-                try:
-                    rejected.extend(Rejected(index, r.reason) for r in self.sink.write([event]))
-                    break
-                except TransientError as error:
-                    self._note_failure([event], error, backoff)
-                except Exception as error:
-                    rejected.append(Rejected(index, f"{type(error).__name__}: {error}"))
-                    break
-            else:
-                return None
-        return rejected
+        for item in batch:
+            try:
+                outcome = Outcome.of(self.sink.write([item[0]]))
+            except TransientError as error:
+                after = getattr(error, "retry_after", None)
+                outcome = Outcome(retry=(Retry(0, str(error), after),))
+            except Exception as error:
+                outcome = Outcome(rejected=(Rejected(0, f"{type(error).__name__}: {error}"),))
+            self._settle([item], outcome)
+
+    def _settle(self, batch: list[_Item], outcome: Outcome) -> None:
+        """Acknowledge what is done or refused, keep what is held, line up what is retried."""
+        if outcome.release is not None:
+            self._release(outcome.release)
+        undone = set()
+        for r in outcome.rejected:
+            event, ticket = batch[r.index]
+            self.dead_letters.add(self.name, event, r.reason)
+            ticket.done()
+            undone.add(r.index)
+        self._dead_lettered.inc(len(outcome.rejected))
+        for index in outcome.held:
+            self._held.append(batch[index][1])
+            undone.add(index)
+        retry = sorted(outcome.retry, key=lambda r: r.index)
+        for r in retry:
+            self._retry.append(batch[r.index])
+            undone.add(r.index)
+        shipped = 0
+        for index, (_, ticket) in enumerate(batch):
+            if index not in undone:
+                ticket.done()
+                shipped += 1
+        self._shipped.inc(shipped)
+        failed = [r for r in retry if r.reason is not None]
+        if failed:
+            self._note_failure(failed, retry)
+        elif retry:  # not tried: the destination's pace is spent
+            self._retry_at = time.monotonic() + max(0.05, *(r.after or 0.0 for r in retry))
+        else:
+            self._note_success()
+
+    def _release(self, release: Release) -> None:
+        count = min(release.count, len(self._held))
+        if count != release.count:
+            log.error(
+                "Sink %s released %d held events but held only %d.",
+                self.name,
+                release.count,
+                len(self._held),
+            )
+        tickets = [self._held.popleft() for _ in range(count)]
+        if release.reason is not None:
+            if release.stand_in is not None:
+                self.dead_letters.add(self.name, release.stand_in, release.reason)
+            self._dead_lettered.inc(count)
+        else:
+            self._shipped.inc(count)
+        for ticket in tickets:
+            ticket.done()
+
+    def _note_success(self) -> None:
+        if self._backoff.attempt:
+            log.info("Sink %s is writing again.", self.name)
+            self._backoff.reset()
+        self.metrics.sink_up.labels(self.name).set(1)
+
+    def _note_failure(self, failed: list[Retry], retry: list[Retry]) -> None:
+        """Some events failed transiently: wait as long as the destination said, else back
+        off; then they lead the next attempt."""
+        waits = [r.after for r in retry if r.after is not None]
+        if len(waits) < len(retry):
+            waits.append(self._backoff.next_delay())
+        delay = min(max(waits), max(self.settings.max_backoff, 1.0) * 10)
+        self._retry_at = time.monotonic() + delay
+        self.metrics.sink_failures.labels(self.name).inc()
+        self.metrics.sink_up.labels(self.name).set(0)
+        self._retried.inc(len(failed))
+        log.warning(
+            "Sink %s could not write %d events (%s); retrying in %.1f s.",
+            self.name,
+            len(failed),
+            failed[0].reason,
+            delay,
+        )
+
+    # -- what the sink holds
+
+    def _tick_due(self) -> bool:
+        now = time.monotonic()
+        if now < self._tick_at:
+            return False
+        pace = self.pace
+        return pace is None or pace.ready_in(now) <= 0.0
+
+    def _tick(self) -> None:
+        """Let the sink send what it holds (a digest), now that its pace allows."""
+        started = time.monotonic()
+        try:
+            outcome = Outcome.of(self.sink.tick())
+        except TransientError as exc:
+            after = getattr(exc, "retry_after", None)
+            delay = after if after is not None else self._backoff.next_delay()
+            self._tick_at = time.monotonic() + delay
+            self.metrics.sink_failures.labels(self.name).inc()
+            self.metrics.sink_up.labels(self.name).set(0)
+            log.warning(
+                "Sink %s could not send the %d events it holds (%s); retrying in %.1f s.",
+                self.name,
+                len(self._held),
+                exc,
+                delay,
+            )
+            return
+        except Exception:
+            log.exception("Sink %s failed sending the events it holds.", self.name)
+            self._tick_at = time.monotonic() + self._backoff.next_delay()
+            return
+        finally:
+            self._observe(started)
+        if outcome.release is not None:
+            self._settle([], outcome)
+        else:
+            # Nothing went (the destination asked to wait): the pace says when to try again.
+            self._tick_at = time.monotonic() + (0.0 if self.pace else self.settings.flush_interval)

@@ -34,7 +34,7 @@ class Router(Generic[W]):
         chosen = [s for s in self.by_filter if s.settings.filter.accepts(event)]
         if self.config is not None:
             for name in self.config.receivers_for(event):
-                sink = self.by_route[name]
-                if sink.settings.filter.accepts(event):
+                sink = self.by_route.get(name)  # None: a receiver the file does not define
+                if sink is not None and sink.settings.filter.accepts(event):
                     chosen.append(sink)
         return chosen

@@ -28,10 +28,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from shipper.event import Event
 from shipper.spec import SinkOptions
+
+if TYPE_CHECKING:
+    from shipper.sinks.delivery import Outcome, Pace
 from shipper.uri import Uri
 
 
@@ -91,12 +94,23 @@ class Sink(ABC):
         self.leftover = leftover
         self.ctx = ctx
 
+    #: The destination's rate (:class:`shipper.sinks.delivery.Pace`) for a sink that paces its
+    #: own requests (chat vendors): the pipeline reads it to know when to call :meth:`tick`.
+    pace: Pace | None = None
+
     def open(self) -> None:  # noqa: B027 - most sinks need nothing here
         """Connect, create tables, check credentials. Raise TransientError to be retried."""
 
     @abstractmethod
-    def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
-        """Write ``events``; return the ones refused for good. Raise TransientError to retry."""
+    def write(self, events: Sequence[Event]) -> Sequence[Rejected] | Outcome:
+        """Write ``events``. Return the ones refused for good, or an
+        :class:`~shipper.sinks.delivery.Outcome` saying per event what is done, refused, to be
+        retried or held; raise TransientError to retry the whole batch."""
+
+    def tick(self) -> Outcome | None:
+        """Send what the sink holds (a digest), now that its pace allows; only sinks that
+        answer ``held`` need it."""
+        raise NotImplementedError(f"{type(self).__name__} holds events but has no tick()")
 
     def close(self) -> None:  # noqa: B027
         """Flush and release connections."""

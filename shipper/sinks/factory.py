@@ -6,12 +6,18 @@ in one line naming the flag or the file and line.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 from shipper import spec
 from shipper.config import Config, Receiver, Where
 from shipper.pipeline import SinkSettings
+from shipper.routing.filters import EventFilter
 from shipper.sinks.base import Sink, SinkContext
 from shipper.sinks.registry import registry, schemes, sink_class
 from shipper.uri import Uri, UsageError, unknown_scheme_message
+
+log = logging.getLogger(__name__)
 
 #: With no --sink and no config file: the embedded store in the state directory.
 DEFAULT_SINK = "sqlite:"
@@ -56,7 +62,11 @@ def build_receivers(config: Config, ctx: SinkContext) -> list[tuple[Sink, SinkSe
         receiver = config.receivers[name]
         where = f"--config {config.path}:{receiver.line} receiver {name}:"
         uri = receiver_uri(receiver, Where(config.path, config.strict))
-        built.append(build_sink_from(uri, ctx, where=where))
+        sink, settings = build_sink_from(uri, ctx, where=where)
+        # In a config file the route decides: a chat sink's default level=Warning is for
+        # --sink URIs only (a route may send it Normal events); its own parameters still count.
+        chosen = EventFilter.from_options(sink.options, default_level=None)
+        built.append((sink, replace(settings, filter=chosen)))
     return built
 
 
@@ -91,13 +101,16 @@ def receiver_uri(receiver: Receiver, where: Where) -> Uri:
 def build_sinks(
     texts: list[str], ctx: SinkContext, config: Config | None = None
 ) -> list[tuple[Sink, SinkSettings]]:
-    """Every sink: the ``--sink`` URIs, then the config file's receivers; with neither, the
-    embedded store."""
+    """Every sink: the ``--sink`` URIs, then the config file's receivers; with neither (no
+    --sink and no config file), the embedded store."""
     built = [build_sink(text, ctx) for text in texts]
     if config is not None:
         built += build_receivers(config, ctx)
-    if not built:
+    if not built and config is None:
         built = [build_sink(DEFAULT_SINK, ctx)]
+    elif not built:
+        # As the original: a file whose route reaches no receiver exports nothing.
+        log.warning("--config %s: no route reaches a receiver; nothing will be shipped.", config.path)  # fmt: skip
     seen: set[str] = set()
     for _, settings in built:
         if settings.name in seen:

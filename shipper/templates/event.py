@@ -66,7 +66,12 @@ def _object_meta(event: Event) -> Struct:
 
 
 def _core_event(event: Event, involved: Struct, meta: Struct, source: Struct) -> Struct:
-    """corev1.Event (the fields this project keeps of it)."""
+    """corev1.Event (the fields this project keeps of it), its count and times as the API server
+    sent them: zero where the newer recorder leaves them out, as the original shows them."""
+    if event.wire_count is None:  # not read from the API: the filled-in values
+        count, first, last = event.count, event.first_timestamp, event.last_timestamp
+    else:
+        count, first, last = event.wire_count, event.wire_first, event.wire_last
     type_meta = Struct(
         "v1.TypeMeta",
         [
@@ -83,17 +88,9 @@ def _core_event(event: Event, involved: Struct, meta: Struct, source: Struct) ->
             Field("Reason", event.reason, "reason,omitempty"),
             Field("Message", event.message, "message,omitempty"),
             Field("Source", source, "source,omitempty"),
-            Field(
-                "FirstTimestamp",
-                GoTime.parse(event.first_timestamp, "metav1"),
-                "firstTimestamp,omitempty",
-            ),
-            Field(
-                "LastTimestamp",
-                GoTime.parse(event.last_timestamp, "metav1"),
-                "lastTimestamp,omitempty",
-            ),
-            Field("Count", Int32(event.count), "count,omitempty"),
+            Field("FirstTimestamp", GoTime.parse(first, "metav1"), "firstTimestamp,omitempty"),
+            Field("LastTimestamp", GoTime.parse(last, "metav1"), "lastTimestamp,omitempty"),
+            Field("Count", Int32(count), "count,omitempty"),
             Field("Type", event.type, "type,omitempty"),
             Field("EventTime", GoTime.parse(event.event_time, "micro"), "eventTime,omitempty"),
             Field("Action", event.action or "", "action,omitempty"),

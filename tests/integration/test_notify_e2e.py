@@ -2,16 +2,19 @@
 
 What is shown: a Warning event reaches the webhook with a valid JSON body whatever its message
 holds, and Normal ones are filtered by ``level=Warning``; a DingTalk robot (HTTPS, signed,
-keyword) gets a burst as a few messages and one digest; bad credentials are one clear line
-without a traceback; no token, secret, signature or webhook key ever reaches the log, even
+keyword) gets a burst as a few messages and one digest; events folded into a digest that is
+still pending when the process is SIGKILLed are all delivered after the restart; bad
+credentials are one clear line without a traceback; no token, secret, signature or webhook key ever reaches the log, even
 while sinks fail; bad URIs exit 2 with one line naming the parameter.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,6 +134,47 @@ def test_dingtalk_burst_is_a_few_messages_and_one_digest(run, kube_api, namespac
         "stack-alerts" in m["markdown"]["text"] for m in robot.messages
     )
     assert digest["markdown"]["title"].startswith("[stack] 7 more: ")
+
+
+def test_a_digest_pending_at_a_crash_loses_nothing(run, kube_api, namespace, tmp_path):
+    """Events folded into a digest keep their tickets open until the digest is sent: the
+    checkpoint does not pass them, so after a SIGKILL they are read again and delivered."""
+    with DingTalkReceiver(token="crash-token", keyword="crash") as robot:
+        robot.windows.clear()
+        sink = (
+            f"--sink=dingtalk:{robot.url}/robot/send?access_token=crash-token&label=crash&name=ding"
+        )
+        shipper = run(f"{sink}&rate=1/1h")  # one message an hour: the digest cannot go
+        core_event(kube_api, namespace, obj="first")
+        wait_for(lambda: len(robot.messages) == 1, what="the first event, sent")
+        burst = [core_event(kube_api, namespace, obj=f"web-{i}") for i in range(8)]
+        folded = lambda: shipper.metric(  # noqa: E731
+            "kube_event_shipper_notify_events_total", sink="ding", outcome="digested"
+        )
+        wait_for(lambda: folded() == 8, what="the burst folded into the pending digest")
+        time.sleep(2.5)  # the checkpoint is saved every second: give it the chance to move
+        assert metric(shipper, "ding", "shipped") == 1  # held, not shipped
+        shipper.proc.kill()  # SIGKILL: no shutdown, no flush
+        shipper.proc.wait(timeout=10)
+        db = sqlite3.connect(tmp_path / "state" / "checkpoint.db")
+        [(position,)] = db.execute("SELECT rv FROM positions").fetchall()
+        db.close()
+        first_folded = min(int(e["metadata"]["resourceVersion"]) for e in burst)
+        assert int(position) < first_folded, "the checkpoint passed events still in the digest"
+        assert len(robot.requests) == 1  # no digest was tried: the hour is not over
+
+        # The hour has passed, say: restart with DingTalk's own 20 per minute.
+        shipper.args = [sink if a.startswith("--sink=") else a for a in shipper.args]
+        shipper.start()
+        wait_for(lambda: len(robot.messages) == 9, what="all 8 folded events, after the restart")
+        wait_for(lambda: metric(shipper, "ding", "shipped") == 8, what="8 shipped")
+        assert shipper.stop() == 0
+    assert robot.problems == [] and robot.refused_rate == 0
+    names = [m["text"]["content"].split("Name: ")[1].split("\n")[0] for m in robot.messages]
+    assert names == ["first", *sorted(names[1:])] and sorted(names[1:]) == [
+        f"web-{i}" for i in range(8)
+    ]
+    assert len(robot.requests) == 9  # nothing sent twice: "first" was checkpointed
 
 
 def test_no_secret_reaches_the_log_and_bad_credentials_are_one_line(run, kube_api, namespace):

@@ -44,11 +44,7 @@ class TeamsOptions(ChatOptions):
     REST = "endpoint"
     DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["4/1s", "60/30s", "100/1h"]}}
 
-    format: str = option(
-        "auto",
-        "Card type: auto picks by the URL's host.",
-        parse=choice("auto", "messagecard", "adaptivecard"),
-    )
+    format: str = option("auto", "Card type: auto picks by the URL's host.", parse=choice("auto", "messagecard", "adaptivecard"))  # fmt: skip
 
 
 class TeamsSink(NotifierSink):

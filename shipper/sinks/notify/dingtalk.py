@@ -59,16 +59,9 @@ OPERATOR = {310000, 300001, 300005, 400101, 400102, 410100, -1}
 class DingTalkOptions(ChatOptions):
     DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["20/1m"]}}
 
-    sign: str | None = option(
-        None,
-        "The robot's signing secret (SEC...): adds timestamp and sign to every request.",
-        secret=True,
-        aliases=("secret",),
-    )
+    sign: str | None = option(None, "The robot's signing secret (SEC...): adds timestamp and sign to every request.", secret=True, aliases=("secret",))  # fmt: skip
     msg_type: str = option("text", "Message type.", parse=choice("text", "markdown"))
-    at_mobiles: list[str] = option(
-        [], "Mobile numbers to @mention (repeatable or comma-separated)."
-    )
+    at_mobiles: list[str] = option([], "Mobile numbers to @mention (repeatable or comma-separated).")  # fmt: skip
     at_user_ids: list[str] = option([], "DingTalk user ids to @mention.")
     at_all: bool = option(False, "@everyone in the group.")
     region: str | None = option(None, "Accepted for kube-eventer compatibility; unused.")

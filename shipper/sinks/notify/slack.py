@@ -68,25 +68,12 @@ def mrkdwn_escape(text: str) -> str:
 class SlackOptions(ChatOptions):
     DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["1/1s"]}}
 
-    token: str | None = option(
-        None,
-        "Bot token (xoxb-...) with chat:write; sends with chat.postMessage.",
-        secret=True,
-        exporter="token",
-    )
+    token: str | None = option(None, "Bot token (xoxb-...) with chat:write; sends with chat.postMessage.", secret=True, exporter="token")  # fmt: skip
     channel: str | None = option(None, "Channel id or name (with token).", exporter="channel")
-    format: str = option(
-        "blocks",
-        "blocks: Block Kit in a coloured attachment; attachments: the classic attachment.",
-        parse=choice("blocks", "attachments"),
-    )
+    format: str = option("blocks", "blocks: Block Kit in a coloured attachment; attachments: the classic attachment.", parse=choice("blocks", "attachments"))  # fmt: skip
     footer: str | None = option(None, "Footer template.", exporter="footer")
-    author_name: str | None = option(None, "Author template (attachments).", exporter="author_name")
-    api_url: str = option(
-        "https://slack.com/api",
-        "Base URL of the Web API (Mattermost, a proxy).",
-        exporter="api_url",
-    )
+    author_name: str | None = option(None, "Author template (attachments).", exporter="author_name")  # fmt: skip
+    api_url: str = option("https://slack.com/api", "Base URL of the Web API (Mattermost, a proxy).", exporter="api_url")  # fmt: skip
 
 
 class SlackSink(NotifierSink):

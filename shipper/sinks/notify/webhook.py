@@ -79,25 +79,11 @@ class WebhookOptions(NotifyOptions):
     DEFAULTS = {**NotifyOptions.DEFAULTS, **{"rate": [], "realert": 0.0, "max_age": 0.0}}
 
     method: str = option("POST", "HTTP method.", parse=choice("POST", "PUT", "PATCH", "GET"))
-    header: list[str] = option(
-        [],
-        "A request header NAME=VALUE (repeatable).",
-        parse=_header,
-        aliases=("headers",),
-        exporter="headers",
-    )
-    body_template: str | None = option(
-        None, "File holding the body template.", aliases=("custom_body_file", "body_file")
-    )
-    custom_body_configmap: str | None = option(
-        None, "ConfigMap whose key 'content' holds the body template (kube-eventer)."
-    )
+    header: list[str] = option([], "A request header NAME=VALUE (repeatable).", parse=_header, aliases=("headers",), exporter="headers")  # fmt: skip
+    body_template: str | None = option(None, "File holding the body template.", aliases=("custom_body_file", "body_file"))  # fmt: skip
+    custom_body_configmap: str | None = option(None, "ConfigMap whose key 'content' holds the body template (kube-eventer).")  # fmt: skip
     custom_body_configmap_namespace: str = option("default", "Namespace of that ConfigMap.")
-    body_format: str = option(
-        "json",
-        "json: escape values into JSON and check the body; text: send the rendered text as is.",
-        parse=choice("json", "text"),
-    )
+    body_format: str = option("json", "json: escape values into JSON and check the body; text: send the rendered text as is.", parse=choice("json", "text"))  # fmt: skip
 
 
 class WebhookSink(NotifierSink):

@@ -55,12 +55,7 @@ TEMPLATES = {"#E01E5A": "red", "#2EB67D": "green", "#ECB22E": "yellow"}
 class LarkOptions(ChatOptions):
     DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["100/1m", "5/1s"]}}
 
-    sign: str | None = option(
-        None,
-        "The bot's signature secret: adds timestamp and sign to every body.",
-        secret=True,
-        aliases=("secret",),
-    )
+    sign: str | None = option(None, "The bot's signature secret: adds timestamp and sign to every body.", secret=True, aliases=("secret",))  # fmt: skip
     msg_type: str = option("interactive", "Message type.", parse=choice("interactive", "text"))
     at_all: bool = option(False, "@all.")
     at_user_ids: list[str] = option([], "open_id or user_id values to @mention.")
