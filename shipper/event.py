@@ -98,6 +98,8 @@ class Event:
     wire_count: int | None = None
     wire_first: str | None = None
     wire_last: str | None = None
+    #: core/v1's series (count, lastObservedTime) when the API server sent one.
+    wire_series: tuple[int, str] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -249,4 +251,9 @@ def normalize(obj: dict[str, Any], watch_type: str, cluster: str = "") -> Event:
         wire_count=int(legacy_count or 0),
         wire_first=first_ts,
         wire_last=last_ts,
+        wire_series=(
+            (int(series.get("count") or 0), series.get("lastObservedTime") or "")
+            if series
+            else None
+        ),
     )

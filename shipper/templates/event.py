@@ -12,7 +12,7 @@ UIDs a ``types.UID``, times ``v1.Time``/``v1.MicroTime`` (zero, not missing, whe
 maps ``map[string]string``. Printing the whole event or encoding it (``{{ toJson . }}``) gives
 Go's output for these fields. A few names are this project's own additions, readable but never
 printed: ``.Metadata`` (= ``.ObjectMeta``), ``.Note``, ``.Regarding``, ``.DeprecatedSource``,
-``.ReportingComponent`` (events.k8s.io/v1 names), ``.Series`` and ``.Timestamp``.
+``.ReportingComponent`` (events.k8s.io/v1 names) and ``.Timestamp``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,16 @@ from typing import Any
 from shipper.event import Event
 from shipper.templates.gojson import encode
 from shipper.templates.gotime import GoTime, go_format
-from shipper.templates.values import Field, Int32, Int64, Method, NamedStr, Struct, str_map
+from shipper.templates.values import (
+    Field,
+    GoSlice,
+    Int32,
+    Int64,
+    Method,
+    NamedStr,
+    Struct,
+    str_map,
+)
 
 
 def _uid(value: str | None) -> NamedStr:
@@ -93,11 +102,15 @@ def _core_event(event: Event, involved: Struct, meta: Struct, source: Struct) ->
             Field("Count", Int32(count), "count,omitempty"),
             Field("Type", event.type, "type,omitempty"),
             Field("EventTime", GoTime.parse(event.event_time, "micro"), "eventTime,omitempty"),
+            Field("Series", _series(event), "series,omitempty"),
             Field("Action", event.action or "", "action,omitempty"),
             Field("ReportingController", event.reporting_controller or "", "reportingComponent"),
             Field("ReportingInstance", event.reporting_instance or "", "reportingInstance"),
         ],
     )
+
+
+NO_OWNERS = GoSlice(elem="v1.OwnerReference", nil=True)
 
 
 def event_context(event: Event, cluster: str = "") -> Struct:
@@ -109,6 +122,9 @@ def event_context(event: Event, cluster: str = "") -> Struct:
             Field("ObjectReference", plain_ref, ",inline", embedded=True),
             Field("Labels", str_map(event.labels), "labels,omitempty"),
             Field("Annotations", str_map(event.annotations), "annotations,omitempty"),
+            Field("OwnerReferences", NO_OWNERS, "ownerReferences,omitempty"),
+            # True when the object was gone at lookup; the watch never reads that: false here.
+            Field("Deleted", False, "deleted"),
         ],
     )
     meta = _object_meta(event)
@@ -130,15 +146,27 @@ def event_context(event: Event, cluster: str = "") -> Struct:
         pointer=True,
     )
     _add_methods(enhanced)
-    last = GoTime.parse(event.last_timestamp, "metav1")
     enhanced.extras.update(
         Metadata=meta, Note=event.message, Regarding=enhanced_ref, DeprecatedSource=source,
         ReportingComponent=event.reporting_controller or "",
-        Series=Struct("v1.EventSeries", [Field("Count", Int32(event.count)),
-                                         Field("LastObservedTime", last)]),
         Timestamp=GoTime.parse(event.timestamp, "metav1"),
     )  # fmt: skip
     return enhanced
+
+
+def _series(event: Event) -> Struct | None:
+    """``*v1.EventSeries``: nil unless the API server sent a series."""
+    if event.wire_series is None:
+        return None
+    count, observed = event.wire_series
+    return Struct(
+        "v1.EventSeries",
+        [
+            Field("Count", Int32(count), "count"),
+            Field("LastObservedTime", GoTime.parse(observed or None, "micro"), "lastObservedTime"),
+        ],
+        pointer=True,
+    )
 
 
 def _timestamp(event: Struct) -> GoTime:

@@ -47,7 +47,7 @@ def _our_events() -> list[Any]:
         obj = json.loads(line)
         event = normalize(obj, "ADDED")
         involved = obj.get("involvedObject") or {}
-        key = "/".join(p for p in (involved.get("kind"), involved.get("namespace"), involved.get("name")) if p)  # fmt: skip
+        key = f"{involved.get('kind')}/{involved.get('namespace') or ''}/{involved.get('name')}"
         meta = labels.get(key) or {}
         found.append(replace(event, labels=meta.get("labels"), annotations=meta.get("annotations")))
     return found

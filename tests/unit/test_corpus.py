@@ -61,10 +61,6 @@ REFUSED = {
     "53-smana-victorialogs-cluster-name.yaml": (NOT_YET, "type 'loki' is not supported"),
     "59-issue-119-loki.yaml": (NOT_YET, "type 'loki' is not supported"),
     "72-issue-192-bitnami-loki-leader.yaml": (NOT_YET, "type 'loki' is not supported"),
-    "43-lobshunter-loki-via-webhook.yaml": (NOT_YET, "webhook.layout is not supported"),
-    "44-prankkelkar-slack-webhook-text.yaml": (NOT_YET, "webhook.layout is not supported"),
-    "46-rtl-lu-loki-webhook-sprig.yaml": (NOT_YET, "webhook.layout is not supported"),
-    "64-issue-pr50-loki-via-webhook.yaml": (NOT_YET, "webhook.layout is not supported"),
     "58-issue-69-kafka-layout.yaml": (NOT_YET, "kafka.layout is not supported"),
     "40-garagoz-opensearch.yaml": (NOT_YET, "index_format='kube-events': expected a name with"),
     "62-issue-og97-es-cloudid-slack-teams.yaml": (NOT_YET, "elasticsearch: no server given"),
@@ -123,7 +119,6 @@ def _is_placeholder(value: str) -> bool:
 #: Real values refused today, with the reason: the flag's text -> (why, message).
 FLAG_REFUSED = {
     "--sink=https://hooks.slack.com/": ("no scheme: kube-eventer refuses it too", "unknown scheme 'https'"),
-    "custom_body_configmap=custom-body": (NOT_YET + ": the ConfigMap is read when the sink is built, not at start", "no in-cluster credentials"),
     "nodes=0.0.0.0:9200": (NOT_YET + ": nodes without http://", "expected a URL"),
 }  # fmt: skip
 

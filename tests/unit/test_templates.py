@@ -184,9 +184,9 @@ def test_the_whole_event_prints_and_encodes_as_the_go_struct_does() -> None:
         "involvedObject",
     ]  # fmt: skip
     assert encoded["eventTime"] is None and "labels" not in encoded["involvedObject"]
-    assert encoded["involvedObject"] == {"kind": "Node", "name": "node-a", "uid": "u", "apiVersion": "v1", "resourceVersion": "9"}  # fmt: skip
+    assert encoded["involvedObject"] == {"kind": "Node", "name": "node-a", "uid": "u", "apiVersion": "v1", "resourceVersion": "9", "deleted": False}  # fmt: skip
     printed = render("{{ .InvolvedObject }}", data)
-    assert printed == "{{Node  node-a u v1 9 } map[] map[]}"
+    assert printed == "{{Node  node-a u v1 9 } map[] map[] [] false}"
 
 
 def test_project_extensions_read_but_are_not_go_fields() -> None:

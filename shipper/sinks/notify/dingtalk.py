@@ -33,8 +33,9 @@ checkpoint interval may be sent again (``msgUuid`` lets DingTalk drop them).
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -51,6 +52,7 @@ from shipper.sinks.notify import (
 from shipper.spec import option
 from shipper.uri import choice
 
+log = logging.getLogger(__name__)
 RATE_LIMITED = {130101, 130102, 660026}
 OPERATOR = {310000, 300001, 300005, 400101, 400102, 410100, -1}
 
@@ -71,7 +73,7 @@ class DingTalkSink(NotifierSink):
     scheme = "dingtalk"
     summary = "DingTalk group robot (text or markdown, signed, @mentions, digests past 20/min)"
     vendor = "DingTalk"
-    url_keys = ("access_token",)
+    url_keys = ("access_token", "timestamp")
     max_text = 18000
     default_message = KUBE_EVENTER_MESSAGE
     default_fields = ()
@@ -91,7 +93,26 @@ class DingTalkSink(NotifierSink):
             "expected dingtalk:https://oapi.dingtalk.com/robot/send?access_token=TOKEN",
         )
         self.require(dict(self.leftover).get("access_token"), "you must provide the robot's access_token")  # fmt: skip
+        self._drop_precomputed_signature()
         self.url = self.vendor_url()
+
+    def _drop_precomputed_signature(self) -> None:
+        """A robot URL copied with ``timestamp=...&sign=...`` carries a signature DingTalk
+        refuses an hour later: drop it, and sign each request when the secret (SEC...) is
+        known. A ``sign`` that is not the secret is that stale signature, not the secret."""
+        if "timestamp" not in dict(self.leftover):
+            return
+        self.leftover = [(k, v) for k, v in self.leftover if k != "timestamp"]
+        if self.options.sign and not self.options.sign.startswith("SEC"):
+            self.options = replace(self.options, sign=None)
+        log.warning(
+            "%s: the URL's timestamp and sign are a signature that expires within an hour;"
+            " dropped. %s",
+            self.where,
+            "Each request is signed with sign=SEC..."
+            if self.options.sign
+            else "Give the robot's secret as sign=SEC... (or sign_file=) to sign each request.",
+        )
 
     def payload(self, n: Notification) -> dict[str, Any]:
         o = self.options

@@ -6,6 +6,11 @@ URI (kube-eventer's parameters work as written; the URL keeps its own query)::
     webhook:https://oapi.dingtalk.com/robot/send?access_token=T&custom_body_configmap=body&custom_body_configmap_namespace=kube-system
     webhook:http://receiver:8080/events?body_template=/etc/shipper/body.json&kinds=Pod&reason=^(BackOff|OOMKilling)$
 
+A kubernetes-event-exporter ``webhook`` receiver maps here (``endpoint``, ``headers``, whose
+values may be templates, ``layout``: the body as its layout renders it, see
+:mod:`shipper.layout`; without a layout the body is the template below, not the original's
+event JSON).
+
 ``method`` (POST; kube-eventer defaulted to GET, which most receivers ignore: give
 ``method=GET`` to keep that), ``header=K=V`` (repeatable; Content-Type defaults to JSON).
 The body template comes from ``body_template=/path`` or, as in kube-eventer, from the key
@@ -46,7 +51,7 @@ from typing import Any
 
 from shipper.sinks.base import TransientError
 from shipper.sinks.notify import Notification, NotifierSink, NotifyOptions, RateLimited, Refused
-from shipper.spec import option
+from shipper.spec import LayoutOption, option
 from shipper.templates import TemplateError
 from shipper.uri import UsageError, choice
 
@@ -74,7 +79,7 @@ _header.__name__ = "NAME=VALUE"
 
 
 @dataclass(frozen=True, kw_only=True)
-class WebhookOptions(NotifyOptions):
+class WebhookOptions(NotifyOptions, LayoutOption):
     REST = "endpoint"
     DEFAULTS = {**NotifyOptions.DEFAULTS, **{"rate": [], "realert": 0.0, "max_age": 0.0}}
 
@@ -114,10 +119,16 @@ class WebhookSink(NotifierSink):
             if o.body_format == "json"
             else "text/plain; charset=utf-8"
         }
+        #: Header values that are templates (the exporter's `headers:` are): rendered per event.
+        self.header_ts: list[tuple[str, Any]] = []
         for item in o.header:
             name, _, value = item.partition("=")
             self.headers[name.strip()] = value
             self.add_secret(value, value.partition(" ")[2])
+            if "{{" in value:
+                self.header_ts.append((name.strip(), self.template(f"header {name}", value)))
+        if o.layout is not None and (o.body_template or o.custom_body_configmap):
+            raise UsageError(f"{self.where}: give layout or a body template, not both")
         if o.body_template and o.custom_body_configmap:
             raise UsageError(f"{self.where}: give body_template or custom_body_configmap, not both")
         self._configmap_pending = False
@@ -127,11 +138,9 @@ class WebhookSink(NotifierSink):
                 f"body_template ({o.body_template})", text, json_body=self.json
             )
         elif o.custom_body_configmap:
+            # Read at start (open), as kube-eventer reads it: `check` needs no cluster.
             self.body_t = self.template("custom_body_configmap", DEFAULT_BODY, json_body=True)
             self._configmap_pending = True
-            # the API server may not be reachable now: open() tries again, with backoff
-            with contextlib.suppress(TransientError):
-                self._load_configmap()
         else:
             self.body_t = self.template("body", DEFAULT_BODY, json_body=self.json)
 
@@ -182,6 +191,24 @@ class WebhookSink(NotifierSink):
         )
         self._configmap_pending = False
 
+    def _body(self, n: Notification) -> bytes:
+        layout = self.options.layout
+        if layout is not None:  # kubernetes-event-exporter's layout: its body, byte for byte
+            return layout.encode(n.event, self.cluster)
+        return (
+            self.body_t.render_json(n.data) if self.json else self.body_t.render(n.data)
+        ).encode()
+
+    def _headers(self, n: Notification) -> dict[str, str]:
+        if not self.header_ts:
+            return self.headers
+        headers = dict(self.headers)
+        for name, template in self.header_ts:
+            # the original sends the raw value when the template fails
+            with contextlib.suppress(TemplateError):
+                headers[name] = template.render(n.data)
+        return headers
+
     def open(self) -> None:
         if self._configmap_pending:
             try:
@@ -192,11 +219,11 @@ class WebhookSink(NotifierSink):
 
     def deliver(self, n: Notification) -> None:
         try:
-            body = self.body_t.render_json(n.data) if self.json else self.body_t.render(n.data)
+            body = self._body(n)
         except TemplateError as exc:
             raise Refused(str(exc)) from None
         method = self.options.method
-        reply = self.http.request(method, self.url, body=body.encode(), headers=self.headers)
+        reply = self.http.request(method, self.url, body=body, headers=self._headers(n))
         data = reply.json()
         if isinstance(data, dict) and isinstance(data.get("errcode"), int) and data["errcode"] != 0:
             code, text = data["errcode"], str(data.get("errmsg", ""))[:300]

@@ -97,7 +97,9 @@ class WeChatSink(NotifierSink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         o = self.options
-        self.robot = "://" in self.uri.rest
+        # kube-eventer's docs write wechat:https://wechat?corp_id=...: with the application's
+        # parameters the URL is a placeholder it never calls, and so is it here.
+        self.robot = "://" in self.uri.rest and not o.corp_id
         if self.robot:
             self.require(dict(self.leftover).get("key"), "a group robot URL needs its key=...")
             self.url = self.vendor_url()

@@ -17,11 +17,14 @@ type EnhancedEvent struct {
 	InvolvedObject EnhancedObjectReference `json:"involvedObject"`
 }
 
-// EnhancedObjectReference carries the involved object's labels and annotations.
+// EnhancedObjectReference carries the involved object's labels, annotations, owners and
+// whether it was found deleted (v1.7: pkg/kube/event.go).
 type EnhancedObjectReference struct {
 	v1.ObjectReference `json:",inline"`
-	Labels             map[string]string `json:"labels,omitempty"`
-	Annotations        map[string]string `json:"annotations,omitempty"`
+	Labels             map[string]string   `json:"labels,omitempty"`
+	Annotations        map[string]string   `json:"annotations,omitempty"`
+	OwnerReferences    []v1.OwnerReference `json:"ownerReferences,omitempty"`
+	Deleted            bool                `json:"deleted"`
 }
 
 // DeDot replaces the dots in label and annotation keys with underscores.

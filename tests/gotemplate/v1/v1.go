@@ -105,13 +105,29 @@ type ObjectReference struct {
 	FieldPath       string    `json:"fieldPath,omitempty"`
 }
 
+// OwnerReference is metav1.OwnerReference.
+type OwnerReference struct {
+	APIVersion         string    `json:"apiVersion"`
+	Kind               string    `json:"kind"`
+	Name               string    `json:"name"`
+	UID                types.UID `json:"uid"`
+	Controller         *bool     `json:"controller,omitempty"`
+	BlockOwnerDeletion *bool     `json:"blockOwnerDeletion,omitempty"`
+}
+
 // EventSource is corev1.EventSource.
 type EventSource struct {
 	Component string `json:"component,omitempty"`
 	Host      string `json:"host,omitempty"`
 }
 
-// Event is corev1.Event without series and related.
+// EventSeries is corev1.EventSeries.
+type EventSeries struct {
+	Count            int32     `json:"count"`
+	LastObservedTime MicroTime `json:"lastObservedTime"`
+}
+
+// Event is corev1.Event without related.
 type Event struct {
 	TypeMeta            `json:",inline"`
 	ObjectMeta          `json:"metadata"`
@@ -124,6 +140,7 @@ type Event struct {
 	Count               int32           `json:"count,omitempty"`
 	Type                string          `json:"type,omitempty"`
 	EventTime           MicroTime       `json:"eventTime,omitempty"`
+	Series              *EventSeries    `json:"series,omitempty"`
 	Action              string          `json:"action,omitempty"`
 	ReportingController string          `json:"reportingComponent"`
 	ReportingInstance   string          `json:"reportingInstance"`
