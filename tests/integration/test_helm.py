@@ -28,9 +28,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from shipper import kube
+from shipper import kube, spec
 from shipper.cli import run_parser
-from shipper.sinks import REGISTRY, sink_class
+from shipper.sinks import registry
 from shipper.uri import Uri
 from tests.support.common import ROOT, wait_for
 from tests.support.kube import core_event, ensure_service_account, now, rfc3339
@@ -348,8 +348,10 @@ def leaked_secrets(sinks: list[str], config: str | None) -> list[str]:
     for text in sinks:
         uri = Uri.parse(text.replace("$", "$$"), what="--sink")  # parse, do not expand
         declared = set()
-        if uri.scheme in REGISTRY:
-            declared = {p.name for p in sink_class(uri.scheme).params if p.secret}
+        cls = registry().by_scheme.get(uri.scheme)
+        if cls is not None:
+            declared = {p.name for p in spec.params(cls.Options) if p.secret}
+            declared |= {a for p in spec.params(cls.Options) if p.secret for a in p.aliases}
         query = text.rpartition("?")[2] if "?" in text else ""
         for key, value in parse_qsl(query, keep_blank_values=True):
             if key.endswith("_file"):
