@@ -6,7 +6,20 @@ Each daemon owns its registry (no import-time globals), so tests can run several
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+from shipper import __version__
 
 OUTCOMES = ("received", "shipped", "retried", "dead_lettered", "dropped", "filtered")
 WATCH_TYPES = ("LISTED", "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
@@ -15,8 +28,24 @@ RESTART_REASONS = ("timeout", "gone", "error")
 
 class Metrics:
     def __init__(self) -> None:
+        # No `_created` series: a timestamp per counter child doubles the series for nothing
+        # a dashboard uses (client_python's switch is process-wide; setting it twice is fine).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # The usual process_* and python_* series, on this daemon's own registry.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.build_info = Gauge(
+            "kube_event_shipper_build_info",
+            "Always 1; the labels say which build runs (join on it in dashboards and alerts).",
+            ["version", "python_version", "implementation"],
+            registry=r,
+        )
+        self.build_info.labels(
+            __version__, platform.python_version(), platform.python_implementation()
+        ).set(1)
         self.sink_events = Counter(
             "kube_event_shipper_sink_events",
             "Events per sink by outcome: received (queued), shipped, retried (re-sent after a"

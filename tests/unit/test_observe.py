@@ -1,0 +1,51 @@
+"""Metrics and logs as operators expect them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from prometheus_client import generate_latest
+
+from shipper import __version__
+from shipper.cli.common import JsonFormatter, TextFormatter
+from shipper.metrics import Metrics
+
+
+def test_metrics_have_the_process_and_python_series_build_info_and_no_created():
+    metrics = Metrics()
+    metrics.sink_events.labels("log", "shipped").inc()
+    text = generate_latest(metrics.registry).decode()
+    for family in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"):
+        assert re.search(rf"^{family}\b", text, re.M), family
+    assert "python_gc_objects_collected_total" in text
+    assert re.search(
+        rf'^kube_event_shipper_build_info\{{.*version="{re.escape(__version__)}".*\}} 1\.0$',
+        text,
+        re.M,
+    )
+    assert "_created" not in text
+    # two daemons in one process (tests do that) keep their own series
+    assert generate_latest(Metrics().registry)
+
+
+def _record(message: str) -> logging.LogRecord:
+    record = logging.LogRecord("shipper", logging.WARNING, __file__, 1, message, (), None)
+    record.created, record.msecs = 1764583200.25, 250.0  # 2025-12-01T10:00:00.250Z
+    return record
+
+
+def test_text_logs_are_utc_with_the_zone_and_milliseconds():
+    line = TextFormatter("%(asctime)s %(levelname)-7s %(message)s").format(_record("Sink down."))
+    assert line == "2025-12-01 10:00:00.250Z WARNING Sink down."
+
+
+def test_json_logs_have_rfc3339_times_with_fractions():
+    entry = json.loads(JsonFormatter().format(_record("Sink down.")))
+    assert entry == {
+        "time": "2025-12-01T10:00:00.250Z",
+        "level": "warning",
+        "logger": "shipper",
+        "message": "Sink down.",
+    }
