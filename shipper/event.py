@@ -189,6 +189,29 @@ class NotAnEvent(ValueError):
     """The object lacks what every Event has (metadata.uid, metadata.resourceVersion)."""
 
 
+@dataclass(frozen=True)
+class _View:
+    """Where one of the two views of an Event keeps the fields they name differently."""
+
+    involved: str
+    message: str
+    source: str
+    count: str
+    first: str
+    last: str
+    controller: str
+
+
+_CORE_V1 = _View(
+    "involvedObject", "message", "source", "count", "firstTimestamp", "lastTimestamp",
+    "reportingComponent",
+)  # fmt: skip
+_EVENTS_V1 = _View(
+    "regarding", "note", "deprecatedSource", "deprecatedCount", "deprecatedFirstTimestamp",
+    "deprecatedLastTimestamp", "reportingController",
+)  # fmt: skip
+
+
 def normalize(obj: dict[str, Any], watch_type: str, cluster: str = "") -> Event:
     """Read a core/v1 or events.k8s.io/v1 Event (a decoded JSON object) into an :class:`Event`."""
     meta = obj.get("metadata") or {}
@@ -196,20 +219,13 @@ def normalize(obj: dict[str, Any], watch_type: str, cluster: str = "") -> Event:
     if not uid or not rv:
         raise NotAnEvent("an Event without metadata.uid or metadata.resourceVersion")
     events_v1 = "regarding" in obj or "note" in obj or "deprecatedSource" in obj
-    if events_v1:
-        involved = obj.get("regarding") or {}
-        message = obj.get("note") or ""
-        source = obj.get("deprecatedSource") or {}
-        legacy_count = obj.get("deprecatedCount")
-        first, last = obj.get("deprecatedFirstTimestamp"), obj.get("deprecatedLastTimestamp")
-        controller = obj.get("reportingController")
-    else:
-        involved = obj.get("involvedObject") or {}
-        message = obj.get("message") or ""
-        source = obj.get("source") or {}
-        legacy_count = obj.get("count")
-        first, last = obj.get("firstTimestamp"), obj.get("lastTimestamp")
-        controller = obj.get("reportingComponent")
+    names = _EVENTS_V1 if events_v1 else _CORE_V1
+    involved = obj.get(names.involved) or {}
+    message = obj.get(names.message) or ""
+    source = obj.get(names.source) or {}
+    legacy_count = obj.get(names.count)
+    first, last = obj.get(names.first), obj.get(names.last)
+    controller = obj.get(names.controller)
     series = obj.get("series") or {}
     created = normalize_time(meta.get("creationTimestamp"))
     event_time = normalize_time(obj.get("eventTime"))

@@ -17,13 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
-from shipper.event import Event
-from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.sinks.lines import encode_lines
+from shipper.sinks.base import TransientError
+from shipper.sinks.lines import LinesSink
 from shipper.spec import LayoutOption, SinkOptions, option
 from shipper.uri import UsageError, parse_nonnegative_int, parse_positive_int
 
@@ -54,7 +52,7 @@ class FileOptions(SinkOptions, LayoutOption):
     )
 
 
-class FileSink(Sink):
+class FileSink(LinesSink):
     scheme = "file"
     receiver = "file"
     summary = "JSON lines appended to a file, rotated by size"
@@ -69,7 +67,6 @@ class FileSink(Sink):
     default_batch_size = 1000
     default_flush_interval = 0.2
 
-    out: IO[bytes] | None = None
     #: Bytes in the file, for rotation; None for a pipe or a terminal, which never rotate.
     size: int | None = None
 
@@ -90,19 +87,14 @@ class FileSink(Sink):
         # rotated: it is written to, once per line, and never asked where it is.
         self.size = info.st_size if stat.S_ISREG(info.st_mode) else None
 
-    def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
-        assert self.out is not None
-        payload, rejected = encode_lines(events, self.options.layout, self.ctx.cluster)
-        try:
-            self.out.write(payload)
-            self.out.flush()
-        except OSError as exc:
-            raise TransientError(f"cannot write {self.path}: {exc.strerror}") from exc
+    def write_failed(self, exc: OSError) -> str:
+        return f"cannot write {self.path}: {exc.strerror}"
+
+    def wrote(self, size: int) -> None:
         if self.size is not None:
-            self.size += len(payload)
+            self.size += size
             if self.size > self.options.max_size * 1024 * 1024:
                 self._rotate_safely()
-        return rejected
 
     def _rotate_safely(self) -> None:
         """Rotate after a write that is already done: a failure here must not make the

@@ -1,14 +1,20 @@
-"""JSON lines, as ``log`` and ``file`` write them: the event document, or a layout's body."""
+"""JSON lines, as ``log`` and ``file`` write them: the event document, or a layout's body.
+
+:class:`LinesSink` is their shared writer: it encodes a batch, writes it in one call and
+flushes; the subclass says where (``out``), what a failed write means, and what to do after a
+write (the file rotates).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import BinaryIO
 
 import orjson
 
 from shipper.event import Event
 from shipper.layout import Layout
-from shipper.sinks.base import Rejected
+from shipper.sinks.base import Rejected, Sink, TransientError
 from shipper.templates import TemplateError
 
 
@@ -25,3 +31,29 @@ def encode_lines(
         except TemplateError as exc:
             rejected.append(Rejected(index, f"the layout failed: {exc}"))
     return b"".join(lines), rejected
+
+
+class LinesSink(Sink):
+    """Writes JSON lines to ``self.out``, set by the subclass's ``open()``."""
+
+    out: BinaryIO | None = None
+
+    def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
+        assert self.out is not None
+        payload, rejected = encode_lines(
+            events, getattr(self.options, "layout", None), self.ctx.cluster
+        )
+        try:
+            self.out.write(payload)
+            self.out.flush()
+        except OSError as exc:
+            raise TransientError(self.write_failed(exc)) from exc
+        self.wrote(len(payload))
+        return rejected
+
+    def write_failed(self, exc: OSError) -> str:
+        """The failed write in words, for the log and the retry."""
+        return f"cannot write: {exc.strerror}"
+
+    def wrote(self, size: int) -> None:
+        """Called after each write that reached the output, with its size in bytes."""

@@ -13,13 +13,9 @@ again. A consumer can deduplicate on ``kubernetes.event.metadata.uid`` + ``resou
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
 
-from shipper.event import Event
-from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.sinks.lines import encode_lines
+from shipper.sinks.lines import LinesSink
 from shipper.spec import LayoutOption, SinkOptions
 
 
@@ -28,7 +24,7 @@ class LogOptions(SinkOptions, LayoutOption):
     IGNORED = {"deDot": "the document always has de-dotted label keys"}
 
 
-class LogSink(Sink):
+class LogSink(LinesSink):
     scheme = "log"
     aliases = ("stdout",)
     receiver = "stdout"
@@ -44,20 +40,13 @@ class LogSink(Sink):
     default_batch_size = 1000
     default_flush_interval = 0.05
 
-    out: BinaryIO | None = None
-
     def open(self) -> None:
         self.out = sys.stdout.buffer
 
-    def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
-        assert self.out is not None
-        payload, rejected = encode_lines(events, self.options.layout, self.ctx.cluster)
-        try:
-            self.out.write(payload)
-            self.out.flush()
-        except BrokenPipeError as exc:
-            raise TransientError("standard output is closed") from exc
-        return rejected
+    def write_failed(self, exc: OSError) -> str:
+        if isinstance(exc, BrokenPipeError):
+            return "standard output is closed"
+        return f"cannot write to standard output: {exc.strerror}"
 
     def describe(self) -> str:
         return "log (stdout, JSON lines)"

@@ -189,52 +189,32 @@ def go_type(value: Any) -> str:
     explicit = getattr(value, "go_type", None)
     if isinstance(explicit, str):
         return explicit
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bytes):
-        return "[]uint8"
     if isinstance(value, GoSlice):
         return f"[]{value.elem}"
-    if isinstance(value, list):
-        return "[]interface {}"
     if isinstance(value, GoMap):
         return f"map[string]{value.elem}"
-    if isinstance(value, dict):
-        return "map[string]interface {}"
-    return type(value).__name__
+    return _first_match(value, _GO_TYPES, type(value).__name__)
 
 
 def go_kind(value: Any) -> str:
     """reflect.Kind's name (sprig's ``kindOf``)."""
     if value is None:
         return "invalid"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, Month | Weekday):
-        return "int"
-    if isinstance(value, Int64):
-        return "int64"
-    if isinstance(value, Int32):
-        return "int32"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bytes | list):
-        return "slice"
-    if isinstance(value, dict):
-        return "map"
-    if isinstance(value, Struct) and value.pointer:
-        return "ptr"
-    return "struct"
+    if isinstance(value, Struct):
+        return "ptr" if value.pointer else "struct"
+    return _first_match(value, _GO_KINDS, "struct")
+
+
+def _first_match(value: Any, table: tuple[tuple[Any, str], ...], default: str) -> str:
+    """The name beside the first type in ``table`` that ``value`` is (order matters: a bool
+    is an int to Python, an Int32 is an int)."""
+    return next((name for kind, name in table if isinstance(value, kind)), default)
+
+
+_GO_TYPES = (
+    (bool, "bool"), (int, "int"), (float, "float64"), (str, "string"), (bytes, "[]uint8"),
+    (list, "[]interface {}"), (dict, "map[string]interface {}"),
+)  # fmt: skip
 
 
 def is_int(value: Any) -> bool:
@@ -268,3 +248,9 @@ def truth(value: Any) -> bool:
 def is_empty(value: Any) -> bool:
     """sprig's ``empty``: like falsehood, but a struct is never empty and neither is a time."""
     return not truth(value)
+
+
+_GO_KINDS = (
+    (bool, "bool"), (Month | Weekday, "int"), (Int64, "int64"), (Int32, "int32"), (int, "int"),
+    (float, "float64"), (str, "string"), (bytes | list, "slice"), (dict, "map"),
+)  # fmt: skip
