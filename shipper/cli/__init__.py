@@ -30,7 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] not in COMMANDS:
         args.insert(0, "run")  # kube-eventer's flags come without a command
     try:
-        parsed = parser().parse_args(args)
+        try:
+            parsed = parser().parse_args(args)
+        except SystemExit as done:  # --help, --version, or a bad flag (already said, one line)
+            return done.code if isinstance(done.code, int) else 2
         return int(parsed.func(parsed))
     except BrokenPipeError:  # `query | head`: the reader is done, so are we
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

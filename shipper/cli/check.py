@@ -89,18 +89,22 @@ class _Checked:
 
 
 def _recorded_events(path: str) -> list[Any]:
-    from shipper.event import normalize
+    """Events from a file: ``kubectl get events -o json`` (a List), JSON lines of Events (the
+    watch's objects or ``{"type", "object"}`` watch events), or ``query -o json`` rows. Anything
+    else is one line naming the item: OK is never said about what is not an event."""
+    import orjson
+
+    from shipper.event import NotAnEvent, normalize
 
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         raise UsageError(f"--events {path}: cannot read it: {exc.strerror}") from None
-    import orjson
-
     try:
         whole = orjson.loads(data)
-        objects = whole.get("items", []) if isinstance(whole, dict) else whole
+        objects = whole.get("items", [whole]) if isinstance(whole, dict) else whole
+        where = "item"
     except orjson.JSONDecodeError:
         try:
             objects = [orjson.loads(line) for line in data.splitlines() if line.strip()]
@@ -108,4 +112,34 @@ def _recorded_events(path: str) -> list[Any]:
             raise UsageError(
                 f"--events {path}: neither a JSON document nor JSON lines: {exc}"
             ) from None
-    return [normalize(obj, "LISTED") for obj in objects if isinstance(obj, dict)]
+        where = "line"
+    if not isinstance(objects, list):
+        raise UsageError(f"--events {path}: expected a List of Events or JSON lines")
+    events = []
+    for number, obj in enumerate(objects, 1):
+        try:
+            if not isinstance(obj, dict):
+                raise NotAnEvent(f"a {type(obj).__name__}, not an object")
+            events.append(normalize(_as_event(obj), "LISTED"))
+        except NotAnEvent as exc:
+            raise UsageError(f"--events {path}: {where} {number} is not an Event: {exc}") from None
+    return events
+
+
+def _as_event(obj: dict[str, Any]) -> dict[str, Any]:
+    """A watch event's object, or a ``query -o json`` row turned back into an Event."""
+    if isinstance(obj.get("object"), dict) and "type" in obj:
+        return obj["object"]
+    if "metadata" in obj or "uid" not in obj or "last_seen" not in obj:
+        return obj
+    return {
+        "metadata": {"uid": obj["uid"], "resourceVersion": obj.get("resource_version"),
+                     "name": obj.get("event_name"), "namespace": obj.get("event_namespace")},
+        "involvedObject": {"kind": obj.get("kind"), "name": obj.get("name"),
+                           "namespace": obj.get("namespace") or None, "uid": obj.get("object_uid")},
+        "reason": obj.get("reason"), "message": obj.get("message"), "type": obj.get("type"),
+        "count": obj.get("count"), "firstTimestamp": obj.get("first_seen"),
+        "lastTimestamp": obj.get("last_seen"),
+        "reportingComponent": obj.get("reporting_controller"),
+        "source": {"component": obj.get("source_component"), "host": obj.get("source_host")},
+    }  # fmt: skip

@@ -32,10 +32,19 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--state-dir", default=os.environ.get("KES_STATE_DIR", Settings().state_dir), metavar="DIR"
     )
     parser.add_argument("--since", type=duration, metavar="DURATION", help="e.g. 30m, 2h, 7d")
-    parser.add_argument("-n", "--namespace", help="the involved object's namespace")
-    parser.add_argument("--kind", help="the involved object's kind, e.g. Pod")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("-n", "--namespace", help="the involved object's namespace")
+    where.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="every namespace (the default without -n), as kubectl -A",
+    )
+    parser.add_argument("--kind", help="the involved object's kind, e.g. pod or Pod (any case)")
     parser.add_argument("--name", help="the involved object's name")
-    parser.add_argument("--type", choices=("Normal", "Warning"))
+    parser.add_argument(
+        "--type", type=_event_type, metavar="TYPE", help="Normal or Warning (any case)"
+    )
     parser.add_argument("--reason", metavar="REGEX", help="regular expression on the reason")
     parser.add_argument("--message", metavar="TEXT", help="text in the message (any case)")
     parser.add_argument(
@@ -44,7 +53,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         help="the involved object's top owner, e.g. Deployment/web (needs --enrich)",
     )
     parser.add_argument("--limit", type=int, default=500, help="newest N events (default 500)")
-    parser.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table")
+    parser.add_argument(
+        "-o", "--output", choices=("table", "wide", "json", "yaml"), default="table"
+    )
     parser.set_defaults(func=query)
     return parser
 
@@ -77,18 +88,30 @@ def query(args: argparse.Namespace) -> int:
     if args.output == "json":
         json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
+    elif args.output == "yaml":
+        import yaml
+
+        yaml.safe_dump(rows, sys.stdout, allow_unicode=True, sort_keys=False)
     else:
-        _print_table(rows, wide=args.output == "wide")
+        _print_table(rows, wide=args.output == "wide", namespaces=args.namespace is None)
     return 0
 
 
-def _print_table(rows: list[dict[str, Any]], *, wide: bool) -> None:
+def _event_type(text: str) -> str:
+    for name in ("Normal", "Warning"):
+        if text.lower() == name.lower():
+            return name
+    raise argparse.ArgumentTypeError(f"expected Normal or Warning, got {text!r}")
+
+
+def _print_table(rows: list[dict[str, Any]], *, wide: bool, namespaces: bool) -> None:
+    """kubectl get events' table; with the NAMESPACE column first unless -n chose one."""
     if not rows:
         print("No events match.", file=sys.stderr)
         return
     headers = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE", "COUNT"]
     if wide:
-        headers[4:4] = ["NAMESPACE", "OWNER", "SOURCE", "FIRST SEEN"]
+        headers[4:4] = ["OWNER", "SOURCE", "FIRST SEEN"]
     table = [headers]
     for row in rows:
         obj = f"{(row['kind'] or '').lower()}/{row['name'] or ''}"
@@ -107,10 +130,13 @@ def _print_table(rows: list[dict[str, Any]], *, wide: bool) -> None:
                 if row["owner_name"]
                 else ""
             )
-            line[4:4] = [
-                row["namespace"], owner, source, row["first_seen"][:19].replace("T", " ")
-            ]  # fmt: skip
+            line[4:4] = [owner, source, row["first_seen"][:19].replace("T", " ")]
         table.append(line)
+    if namespaces:
+        table = [["NAMESPACE", *table[0]]] + [
+            [row["namespace"] or "", *line] for row, line in zip(rows, table[1:], strict=True)
+        ]
+        headers = table[0]
     message_col = headers.index("MESSAGE")
     widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
     limit = max(20, 160 - sum(w + 2 for i, w in enumerate(widths) if i != message_col))

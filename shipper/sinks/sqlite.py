@@ -229,10 +229,15 @@ def run_query(path: str, query: Query) -> list[dict[str, Any]]:
     if query.since is not None:
         clauses.append("last_seen >= ?")
         args.append(cutoff(query.since))
-    for column in ("namespace", "kind", "name", "type"):
+    for column in ("namespace", "name"):
         value = getattr(query, column)
         if value is not None:
             clauses.append(f"{column} = ?")
+            args.append(value)
+    for column in ("kind", "type"):  # kubectl takes pod, Pod and POD alike
+        value = getattr(query, column)
+        if value is not None:
+            clauses.append(f"lower({column}) = lower(?)")
             args.append(value)
     if query.reason is not None:
         clauses.append("regexp(?, reason)")
