@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 import orjson
 
 from shipper import kube
+from shipper.caching import TTLCache
 from shipper.event import Event
 
 log = logging.getLogger(__name__)
@@ -121,36 +121,6 @@ class TokenBucket:
                 return False
             self.tokens -= 1.0
             return True
-
-
-class TTLCache:
-    """Least recently used first out, entries expire ``ttl`` seconds after they were stored."""
-
-    def __init__(self, size: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.size, self.ttl, self.clock = max(1, size), ttl, clock
-        self._entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[0] <= self.clock():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
-
-    def put(self, key: Any, value: Any, ttl: float | None = None) -> None:
-        with self._lock:
-            self._entries[key] = (self.clock() + (self.ttl if ttl is None else ttl), value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 @dataclass(frozen=True)

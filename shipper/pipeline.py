@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import random
 import threading
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from shipper.backoff import Backoff
 from shipper.checkpoint import Ticket
 from shipper.event import Event, utc_now
 from shipper.metrics import Metrics
@@ -65,21 +65,6 @@ class SinkSettings:
             max_backoff=options.max_backoff,
             filter=EventFilter.from_options(options, getattr(sink, "default_level", None)),
         )
-
-
-class Backoff:
-    """Exponential backoff with full jitter: 0.5 s, 1 s, 2 s, ... up to ``cap``."""
-
-    def __init__(self, cap: float, base: float = 0.5) -> None:
-        self.cap, self.base, self.attempt = cap, base, 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2**self.attempt))
-        self.attempt = min(self.attempt + 1, 30)
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class DeadLetters:

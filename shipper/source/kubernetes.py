@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from shipper import kube
+from shipper.backoff import Backoff
 from shipper.event import NotAnEvent, normalize
 from shipper.uri import Param, Uri, UsageError, parse_bool, parse_list, resolve_params
 
@@ -198,14 +199,14 @@ class KubernetesSource:
         resume = None if mode in ("all", "new") else self.ledger.position(stream)
         if resume is not None:
             log.info("Resuming %s from resourceVersion %s.", _stream_name(stream), resume)
-        backoff = 0
+        backoff = Backoff(cap=30.0)
         while not self.stop_event.is_set():
             try:
                 if resume is None:
                     resume = self._list(stream, ship=mode != "new")
                     mode = "checkpoint"  # later re-lists (410) ship what is missing
                 resume = self._watch(stream, resume)
-                backoff = 0
+                backoff.reset()
             except Gone:
                 log.info("The watch of %s expired (410 Gone); listing again.", _stream_name(stream))
                 self.metrics.watch_restarts.labels("gone").inc()
@@ -215,8 +216,7 @@ class KubernetesSource:
                     break
                 self._set_ready(stream, False)
                 self.metrics.watch_restarts.labels("error").inc()
-                delay = min(30.0, 0.5 * 2**backoff) * random.uniform(0.5, 1.0)
-                backoff = min(backoff + 1, 8)
+                delay = backoff.next_delay()
                 log.warning(
                     "The watch of %s failed (%s); retrying in %.1f s.",
                     _stream_name(stream),

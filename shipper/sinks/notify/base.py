@@ -39,13 +39,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from shipper import spec
+from shipper.caching import TTLCache
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
 from shipper.sinks.delivery import Outcome, Pace, Release
@@ -195,7 +196,8 @@ class NotifierSink(Sink):
         self.http = Http(
             timeout=o.timeout, ca_file=o.ca_file, insecure=o.insecure, scrub=self.scrub
         )
-        self._alerted: OrderedDict[str, float] = OrderedDict()
+        #: Events alerted (sent or digested) within realert: their count updates are not sent.
+        self._alerted = TTLCache(size=100_000, ttl=self.realert or 1.0)
         self._digest = Digest()
         self.counts: Counter[str] = Counter()
         metrics = getattr(self.ctx, "metrics", None)
@@ -360,11 +362,8 @@ class NotifierSink(Sink):
                 age = 0.0
             if age > self.max_age:
                 return f"it happened {age:.0f} s ago, more than max_age"
-        if self.realert:
-            while self._alerted and next(iter(self._alerted.values())) <= now - self.realert:
-                self._alerted.popitem(last=False)
-            if event.uid in self._alerted:
-                return "a count update within realert"
+        if self.realert and event.uid in self._alerted:
+            return "a count update within realert"
         return None
 
     def _fold(self, n: Notification, now: float) -> None:
@@ -382,10 +381,8 @@ class NotifierSink(Sink):
 
     def _alert(self, event: Event, now: float) -> None:
         """Remember that ``event`` was alerted (sent or digested), for ``realert``."""
-        self._alerted[event.uid] = now
-        self._alerted.move_to_end(event.uid)
-        while len(self._alerted) > 100000:
-            self._alerted.popitem(last=False)
+        if self.realert:
+            self._alerted.put(event.uid, now)
 
     def _pause(self, exc: RateLimited, now: float) -> None:
         pause = exc.retry_after if exc.retry_after is not None else self.rate_limit_pause
