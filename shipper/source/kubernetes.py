@@ -30,6 +30,7 @@ import orjson
 
 from shipper import kube
 from shipper.backoff import Backoff
+from shipper.errors import one_line
 from shipper.event import NotAnEvent, normalize
 from shipper.uri import Param, Uri, UsageError, parse_bool, parse_list, resolve_params
 
@@ -374,8 +375,7 @@ def _shutdown(response: Any) -> None:
 
 
 def _brief(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) < 300 else text[:300] + "..."
+    return one_line(exc)
 
 
 def _stream_name(stream: str) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from shipper.errors import one_line
 from shipper.sinks.base import TransientError
 
 
@@ -109,25 +110,7 @@ class Http:
 
 def network_error(exc: Exception) -> str:
     """A network failure in words, without the URL urllib3 puts in its messages."""
-    import urllib3.exceptions as e
-
-    reason = getattr(exc, "reason", None) if isinstance(exc, e.MaxRetryError) else exc
-    if isinstance(reason, e.ConnectTimeoutError):
-        return "timed out connecting"
-    if isinstance(reason, e.ReadTimeoutError | e.TimeoutError | TimeoutError):
-        return "timed out waiting for the reply"
-    if isinstance(reason, e.NewConnectionError):
-        detail = str(reason).rpartition("Failed to establish a new connection: ")[2]
-        return f"cannot connect ({detail or 'refused'})"
-    if isinstance(reason, e.NameResolutionError):
-        return "cannot resolve the host name"
-    if isinstance(reason, e.SSLError):
-        return f"TLS error ({str(reason).split(' (_ssl')[0][-200:]})"
-    if isinstance(reason, e.ResponseError) or "redirect" in str(reason).lower():
-        return "too many redirects"
-    if isinstance(reason, e.ProtocolError):
-        return "the connection broke"
-    return f"request failed ({type(reason).__name__})"
+    return one_line(exc)
 
 
 def hmac_sha256_b64(key: str, message: str) -> str:
