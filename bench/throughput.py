@@ -485,11 +485,18 @@ def scrape_cost(process: psutil.Process, port: int, scrapes: int = 100) -> float
 
 
 @contextmanager
-def shipper_process(args: list[str], workdir: Path, quiet_stdout: bool) -> Iterator[Any]:
+def shipper_process(
+    args: list[str], workdir: Path, quiet_stdout: bool, code: Path = ROOT
+) -> Iterator[Any]:
     stdout = subprocess.DEVNULL if quiet_stdout else (workdir / "stdout.log").open("wb")
+    env = {**os.environ, "PYTHONPATH": str(code)}
     with (workdir / "stderr.log").open("wb") as stderr:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "shipper", *args], stdout=stdout, stderr=stderr, cwd=ROOT
+            [sys.executable, "-m", "shipper", *args],
+            stdout=stdout,
+            stderr=stderr,
+            cwd=code,
+            env=env,
         )
         try:
             yield popen
@@ -546,8 +553,8 @@ def search_docs(sink: str) -> int:
     its dated indices (``INDEX-YYYY.MM.DD``, or as ``index_format`` says), refreshed first. The
     sink's own client does the asking, with the URI's credentials and TLS settings."""
     from shipper.sinks.base import SinkContext
-    from shipper.sinks.elasticsearch import ElasticsearchSink
     from shipper.sinks.factory import build_sink
+    from shipper.sinks.search import ElasticsearchSink
 
     built, _ = build_sink(sink, SinkContext(cluster="", state_dir=None))
     assert isinstance(built, ElasticsearchSink)
@@ -601,6 +608,8 @@ class Job:
     kubeconfig: str
     timeout: float
     feed: Callable[[], Fill] | None = None
+    #: The source tree the shipper runs from (another commit's worktree, for comparisons).
+    code: Path = ROOT
 
     @property
     def target(self) -> int:
@@ -674,7 +683,7 @@ def measure(job: Job) -> tuple[Run, Fill | None]:
     """Run the shipper until ``job.target`` versions are shipped; (watch) feed it meanwhile."""
     port = free_port()
     quiet = sink_scheme(job.sink) in ("log", "stdout")
-    with shipper_process(job.shipper_args(port), job.workdir, quiet) as popen:
+    with shipper_process(job.shipper_args(port), job.workdir, quiet, job.code) as popen:
         seen = Observed(
             Progress(popen, port, job.target),
             RssSampler(psutil.Process(popen.pid)),
@@ -842,6 +851,7 @@ def shipper_run(
         kubeconfig,
         args.timeout,
         feed,
+        Path(args.code).resolve(),
     )
     run, fed = measure(job)
     if args.keep or run.problems:
@@ -1039,6 +1049,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="seed of the event bodies")
     parser.add_argument("--json", metavar="PATH", help="also write the results here as JSON")
     parser.add_argument("--keep", action="store_true", help="keep each run's temporary directory")
+    parser.add_argument(
+        "--code",
+        default=str(ROOT),
+        metavar="DIR",
+        help="run the shipper from this source tree (e.g. a worktree of an older commit;"
+        " bench/compare.py does that); default: this one",
+    )
     args = parser.parse_args(argv)
     if args.namespace and args.mode != "list":
         parser.error("--namespace only applies to --mode list")

@@ -177,8 +177,8 @@ def test_what_the_original_ignores_is_a_warning_and_an_error_with_strict(
     ("text", "message"),
     [
         (
-            "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    loki: {url: x}\n",
-            r"config.yaml:3: receiver 'a': type 'loki' is not supported",
+            "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    bigquery: {project: x}\n",
+            r"config.yaml:3: receiver 'a': type 'bigquery' is not supported",
         ),
         (
             "route: {match: [{receiver: a}]}\nreceivers:\n  - name: a\n    stdout: {layout: {m: '{{ .Reasn }}'}}\n",
