@@ -18,11 +18,11 @@ COPY pyproject.toml README.md ./
 COPY shipper ./shipper
 # Wheels first (one layer you can inspect), then a virtualenv with nothing but those wheels.
 # The extras are in: SigV4 for Amazon OpenSearch; the snappy/lz4/zstd codecs and a C CRC-32C
-# for Kafka; lz4 for SLS; Google's Pub/Sub client; pika for RabbitMQ.
-RUN pip wheel --wheel-dir /wheels '.[aws,kafka,sls,gcp,rabbitmq]' \
+# for Kafka; lz4 for SLS; Google's Pub/Sub client; snappy (cramjam) for Loki; pika for RabbitMQ.
+RUN pip wheel --wheel-dir /wheels '.[aws,kafka,sls,gcp,loki,rabbitmq]' \
  && python -m venv /opt/kube-event-shipper \
  && /opt/kube-event-shipper/bin/pip install --no-index --find-links /wheels \
-      'kube-event-shipper[aws,kafka,sls,gcp,rabbitmq]' \
+      'kube-event-shipper[aws,kafka,sls,gcp,loki,rabbitmq]' \
  && /opt/kube-event-shipper/bin/pip uninstall --yes pip \
  && /opt/kube-event-shipper/bin/python -m compileall -q /opt/kube-event-shipper \
  && mkdir /state

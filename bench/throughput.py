@@ -356,9 +356,15 @@ def existing_fill(configuration: client.Configuration, namespace: str) -> Fill:
         core = client.CoreV1Api(api)
         while True:
             kwargs = {"limit": 500, "_continue": token} if token else {"limit": 500}
-            page = orjson.loads(
-                core.list_namespaced_event(namespace, _preload_content=False, **kwargs).data
-            )
+            try:
+                reply = core.list_namespaced_event(namespace, _preload_content=False, **kwargs)
+            except client.exceptions.ApiException as exc:
+                if exc.status != 410:
+                    raise
+                events = count_sum = 0  # etcd compacted under the paging: list it again
+                token = None
+                continue
+            page = orjson.loads(reply.data)
             events += len(page["items"])
             count_sum += sum(item.get("count") or 1 for item in page["items"])
             token = page["metadata"].get("continue")
