@@ -44,9 +44,9 @@ from common import cpu_seconds, log, quiesce, read_env, server_process
 from shipper.event import Event, normalize
 from shipper.pipeline import SinkSettings
 from shipper.sinks.base import SinkContext
-from shipper.sinks.elasticsearch import SETTINGS, ElasticsearchSink
-from shipper.sinks.elasticsearch import component as template_component
 from shipper.sinks.factory import build_sink
+from shipper.sinks.search import SETTINGS, ElasticsearchSink
+from shipper.sinks.search import component as template_component
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "scripts" / "stack"

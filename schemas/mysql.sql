@@ -1,6 +1,6 @@
 -- kube-event-shipper: the mysql sink's schema, version 1 (MySQL 5.7+/8.x, MariaDB 10.3+).
 --
--- The sink creates exactly this at start (shipper/sinks/mysql.py; a test keeps the two equal).
+-- The sink creates exactly this at start (shipper/sinks/mysql/schema.py; a test keeps the two equal).
 -- Run it by hand where the shipper's user may not create tables:
 --
 --   mysql -h HOST -u ADMIN -p kube_events < schemas/mysql.sql

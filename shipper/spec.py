@@ -179,7 +179,7 @@ class ClientCert:
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterName:
-    cluster_name: str | None = option(None, "The cluster name this sink writes (default --cluster-name).", aliases=("cluster_id",), group="cluster")  # fmt: skip
+    cluster_name: str | None = option(None, "The cluster name this sink writes (default --cluster-name).", aliases=("cluster_id", "cluster"), group="cluster")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -51,8 +51,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 def setup(args: argparse.Namespace) -> int:
     from shipper.sinks.base import SinkContext, TransientError
-    from shipper.sinks.elasticsearch import ElasticsearchSink, render_setup, run_setup
     from shipper.sinks.factory import build_sink
+    from shipper.sinks.search import ElasticsearchSink, render_setup, run_setup
 
     setup_logging(args.log_level, "text")
     sink, _ = build_sink(args.sink, SinkContext(cluster="", state_dir=None))

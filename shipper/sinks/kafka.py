@@ -9,9 +9,10 @@ URI: kube-eventer's form, its parameters as written, plus SCRAM, ``tls`` and ``z
 ``brokers`` repeats or takes commas (the port defaults to 9092; ``kafka:HOST:PORT,HOST:PORT``
 works too). ``user`` + ``password`` switch on SASL: ``PLAIN`` as kube-eventer spoke it, or
 ``mechanism=SCRAM-SHA-256|SCRAM-SHA-512`` (kubernetes-event-exporter's ``plain``, ``sha256``,
-``sha512`` are read too). TLS is on with ``tls=true`` or as soon as ``cacert``, ``cert``/``key``
-or ``insecuressl`` is given (kube-eventer's rule, plus ``tls=true`` for a server certificate the
-system's CAs verify). kube-eventer's ``timeseriestopic`` (Heapster's metrics) is accepted and
+``sha512`` are read too). TLS is on with ``tls=true`` or as soon as ``ca_file``,
+``cert_file``/``key_file`` or ``insecure`` is given (kube-eventer's rule, with its ``cacert``,
+``cert``/``key`` and ``insecuressl``; plus ``tls=true`` for a server certificate the system's
+CAs verify). kube-eventer's ``timeseriestopic`` (Heapster's metrics) is accepted and
 ignored with a warning: this shipper ships events only. The password is never logged.
 
 The message, per event version (``schemas/kafka-event.schema.json`` is its JSON Schema)::
@@ -75,6 +76,7 @@ from shipper.spec import (
     check_readable,
     option,
 )
+from shipper.tls import TLSFileError, client_context
 from shipper.uri import (
     UsageError,
     choice,
@@ -290,7 +292,7 @@ class KafkaSink(Sink):
         self.tls = bool(options.tls) or implied
         try:
             self._ssl = self.ssl_context()
-        except (OSError, ssl.SSLError) as exc:
+        except TLSFileError as exc:
             raise UsageError(f"{where}: cannot use ca_file, cert_file or key_file: {exc}") from None
         self.cluster = options.cluster_name or self.ctx.cluster
         self.timeout = max(options.timeout, 1.0)
@@ -322,13 +324,8 @@ class KafkaSink(Sink):
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls:
             return None
-        context = ssl.create_default_context(cafile=self.options.ca_file)
-        if self.options.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if self.options.cert_file:
-            context.load_cert_chain(self.options.cert_file, self.options.key_file)
-        return context
+        o = self.options
+        return client_context(o.ca_file, o.cert_file, o.key_file, o.insecure)
 
     def producer_config(self) -> dict[str, Any]:
         """KafkaProducer's keyword arguments (those this kafka-python knows)."""

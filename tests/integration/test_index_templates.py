@@ -150,7 +150,7 @@ def test_policies_have_the_documented_shape():
 @pytest.mark.parametrize("flavour", ["opensearch", "elasticsearch"])
 def test_files_are_the_sink_schema_rendered(flavour):
     """index-templates/ is what `setup` installs: scripts/render-index-templates writes it."""
-    from shipper.sinks.elasticsearch import rendered_files
+    from shipper.sinks.search import rendered_files
 
     folder = TEMPLATES / flavour
     on_disk = {path.name: json.loads(path.read_text()) for path in folder.glob("*.json")}

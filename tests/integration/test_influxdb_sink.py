@@ -42,6 +42,7 @@ from shipper.sinks.factory import build_sink
 from shipper.sinks.influxdb import InfluxDBSink, point_time, version_hash
 from tests.support.common import ROOT, STACK, free_port, stack_up, wait_for
 from tests.support.kube import bump, core_event, etcd_compact, events_v1_event, now
+from tests.support.proxy import CheckingProxy, Checks, make_pki, server_tls
 
 OUTAGE_SECONDS = float(os.environ.get("KES_OUTAGE_SECONDS", "60"))
 MEASUREMENT = "kubernetes_events"
@@ -375,6 +376,34 @@ def test_without_create_database_a_missing_database_is_one_clear_line(influxdb_u
         f'HTTP 404 database not found: "{db}": create it (CREATE DATABASE "{db}") or let the'
         " shipper's user create it (an admin, create_database=true)"
     )
+
+
+def test_https_trusts_ca_file_refuses_an_unknown_ca_and_insecure_skips_the_check(
+    influxdb_url, db, tmp_path
+):
+    """The stack's InfluxDB behind a TLS proxy whose certificate a test CA signed."""
+    pki = make_pki(tmp_path)
+    influxql(influxdb_url, f'CREATE DATABASE "{db}"')
+    first, second = normalize(api_event(0), "ADDED"), normalize(api_event(1), "ADDED")
+    with CheckingProxy(influxdb_url, Checks(), tls=server_tls(pki, require_client_cert=False)) as proxy:  # fmt: skip
+        trusted = sink(f"influxdb:{proxy.url}?db={db}&ca_file={pki.ca}")
+        trusted.open()
+        assert trusted.write([first]) == []
+        trusted.close()
+
+        unknown = sink(f"influxdb:{proxy.url}?db={db}")  # the system's CAs do not know it
+        with pytest.raises(TransientError, match="CERTIFICATE_VERIFY_FAILED"):
+            unknown.open()
+        unknown.close()
+
+        insecure = sink(f"influxdb:{proxy.url}?db={db}&insecuressl=true")
+        insecure.open()
+        assert insecure.write([second]) == []
+        insecure.close()
+    assert sorted(p["time"] for p in points(influxdb_url, db)) == sorted(
+        [point_time(first), point_time(second)]
+    )
+    assert sum(line.startswith("POST /api/v2/write") for line in proxy.checks.seen) == 2
 
 
 # -- credentials: a real influxd with auth-enabled = true

@@ -328,10 +328,10 @@ def test_setup_installs_idempotently_and_prints(server):
         ("elasticsearch:ftp://es:9200", "expected a URL such as http://es:9200"),
         ("elasticsearch:http://es:9200?index=Kube", "parameter index='Kube': expected a lowercase"),
         ("elasticsearch:http://es:9200?mode=daily", "parameter mode='daily': expected one of auto"),
-        ("elasticsearch:http://es:9200?apiKey=k&esUserName=u", "either apiKey or esUserName"),
+        ("elasticsearch:http://es:9200?apiKey=k&esUserName=u", "either api_key or username"),
         (
             "elasticsearch:http://es:9200?caFile=/nonexistent/ca.pem",
-            "parameter caFile='/nonexistent/ca.pem': cannot read it",
+            "parameter ca_file='/nonexistent/ca.pem': cannot read it",
         ),
         ("elasticsearch:http://es:9200?indx=a", "did you mean 'index'"),
         ("opensearch:http://os:9200?apiKey=k", "OpenSearch has no API keys"),

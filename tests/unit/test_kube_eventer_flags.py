@@ -58,3 +58,8 @@ def test_chat_level_as_kube_eventer_reads_it(query, level):
         f"dingtalk:https://oapi.dingtalk.com/robot/send?access_token=T&{query}", CTX
     )
     assert settings.filter.level == level
+
+
+def test_elasticsearch_nodes_without_a_scheme_are_http():
+    sink, _ = build_sink("elasticsearch:?nodes=es-0:9200&nodes=https://es-1:9200&index=x", CTX)
+    assert sink.nodes == ["http://es-0:9200", "https://es-1:9200"]

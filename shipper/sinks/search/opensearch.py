@@ -1,7 +1,7 @@
 """``opensearch:https://HOST:9200?index=kube-events``: OpenSearch, also Amazon OpenSearch Service.
 
 OpenSearch speaks the Elasticsearch bulk protocol, so the schema, the write modes, the ids and
-every parameter of :mod:`shipper.sinks.elasticsearch` apply here unchanged. This module adds
+every parameter of the ``elasticsearch`` sink apply here unchanged. This module adds
 what is OpenSearch's own: the ``opensearch-py`` client, ISM instead of ILM (detected), and
 SigV4 request signing for Amazon OpenSearch Service::
 
@@ -18,13 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shipper.sinks.elasticsearch import (
-    ElasticsearchSink,
-    Http,
-    OpenSearchHttp,
-    SearchOptions,
-    _split_userinfo,
-)
+from shipper.sinks.search.sink import ElasticsearchSink, SearchOptions
+from shipper.sinks.search.transport import Http, OpenSearchHttp, split_userinfo
 from shipper.spec import option
 from shipper.uri import UsageError, choice
 
@@ -63,19 +58,19 @@ class OpenSearchSink(ElasticsearchSink):
         if self.options.aws_region and (self.options.username or self.options.api_key):
             raise UsageError(
                 f"--sink {self.scheme}: aws_region signs requests with SigV4; drop"
-                " esUserName/apiKey, or drop aws_region"
+                " username/api_key, or drop aws_region"
             )
         if self.options.api_key:
             raise UsageError(
-                f"--sink {self.scheme}: parameter apiKey: OpenSearch has no API keys; use"
-                " esUserName/esUserSecret, a client certificate, or aws_region (SigV4)"
+                f"--sink {self.scheme}: parameter api_key: OpenSearch has no API keys; use"
+                " username/password, a client certificate, or aws_region (SigV4)"
             )
         self._signer = self._sigv4() if self.options.aws_region else None
 
     def make_http(self, nodes: list[str] | None = None) -> Http:
         from opensearchpy import OpenSearch, RequestsHttpConnection
 
-        hosts, basic = _split_userinfo(nodes or self.nodes)
+        hosts, basic = split_userinfo(nodes or self.nodes)
         kwargs: dict[str, Any] = dict(
             hosts=hosts,
             timeout=self.options.timeout,

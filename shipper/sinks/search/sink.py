@@ -1,9 +1,9 @@
 """``elasticsearch:http(s)://HOST:9200?index=kube-events`` (and ``opensearch:``): bulk indexing.
 
-URI (kube-eventer's parameters are accepted as written)::
+URI (kube-eventer's parameters are accepted as written: ``esUserName`` for ``username``, ...)::
 
     elasticsearch:https://es:9200?index=kube-events&esUserName=shipper&esUserSecret_file=/s/pw
-    elasticsearch:?nodes=http://es-0:9200&nodes=http://es-1:9200&mode=dated&apiKey=$ES_API_KEY
+    elasticsearch:?nodes=http://es-0:9200&nodes=http://es-1:9200&mode=dated&api_key=$ES_API_KEY
     opensearch:https://search-x.eu-west-1.es.amazonaws.com?aws_region=eu-west-1   (SigV4)
 
 Where documents go (``mode``):
@@ -34,22 +34,21 @@ dead-letter log and the rest of its batch is kept. The server is detected at sta
 Elasticsearch 7.x, 8.x, 9.x and OpenSearch 1.x, 2.x, 3.x are spoken to with plain JSON media
 types, which all of them accept, whatever version of the client library is installed.
 
-The schema (mapping, settings, lifecycle policies) is below: ``MAPPING`` et al. ``setup``
-installs it; ``index-templates/`` holds the same bodies rendered to files for curl users
-(``scripts/render-index-templates`` writes them; a test keeps them equal).
+The schema (mapping, settings, lifecycle policies) is ``shipper/sinks/search/schema.py``;
+``setup`` installs it; ``index-templates/`` holds the same bodies rendered to files for curl
+users (``scripts/render-index-templates`` writes them; a test keeps them equal).
 """
 
 from __future__ import annotations
 
 import base64
-import copy
 import logging
 import ssl
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -57,6 +56,19 @@ import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.sinks.search.schema import MODES
+from shipper.sinks.search.setup import render_setup
+from shipper.sinks.search.transport import (
+    NDJSON,
+    ElasticsearchHttp,
+    Http,
+    Server,
+    error_text,
+    no_handler,
+    node_url,
+    safe_hosts,
+    split_userinfo,
+)
 from shipper.spec import (
     ClientCert,
     ClusterName,
@@ -66,6 +78,7 @@ from shipper.spec import (
     check_readable,
     option,
 )
+from shipper.tls import TLSFileError, client_context
 from shipper.uri import (
     UsageError,
     choice,
@@ -74,285 +87,6 @@ from shipper.uri import (
 )
 
 log = logging.getLogger(__name__)
-
-# -- the schema: one place, rendered into templates by setup and into index-templates/
-
-KEYWORD = {"type": "keyword"}
-DATE = {"type": "date"}
-
-
-def _obj(**properties: dict[str, Any]) -> dict[str, Any]:
-    return {"properties": properties}
-
-
-MAPPING: dict[str, Any] = {
-    "date_detection": False,
-    "dynamic_templates": [
-        {"labels": {"path_match": "kubernetes.labels.*", "mapping": {**KEYWORD, "ignore_above": 1024}}},
-        {"annotations": {"path_match": "kubernetes.annotations.*", "mapping": {**KEYWORD, "ignore_above": 1024}}},
-        {"owner_labels": {"path_match": "kubernetes.owner.labels.*", "mapping": {**KEYWORD, "ignore_above": 1024}}},
-        {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {**KEYWORD, "ignore_above": 1024}}},
-    ],
-    "properties": {
-        "@timestamp": DATE,
-        "message": {"type": "text"},
-        "event": _obj(kind=KEYWORD, dataset=KEYWORD, module=KEYWORD, created=DATE, start=DATE, end=DATE),
-        "log": _obj(level=KEYWORD),
-        "orchestrator": _obj(type=KEYWORD, namespace=KEYWORD, cluster=_obj(name=KEYWORD)),
-        "kubernetes": _obj(
-            namespace=KEYWORD,
-            labels={"type": "object", "dynamic": True},
-            annotations={"type": "object", "dynamic": True},
-            owner=_obj(
-                kind=KEYWORD, name=KEYWORD, uid=KEYWORD, api_version=KEYWORD,
-                labels={"type": "object", "dynamic": True},
-            ),
-            event=_obj(
-                reason=KEYWORD, type=KEYWORD, action=KEYWORD,
-                reporting_controller=KEYWORD, reporting_instance=KEYWORD,
-                source=_obj(component=KEYWORD, host=KEYWORD),
-                count={"type": "long"},
-                timestamp=_obj(first_occurrence=DATE, last_occurrence=DATE),
-                metadata=_obj(name=KEYWORD, namespace=KEYWORD, uid=KEYWORD, resource_version=KEYWORD),
-                involved_object=_obj(
-                    kind=KEYWORD, name=KEYWORD, namespace=KEYWORD, uid=KEYWORD,
-                    api_version=KEYWORD, resource_version=KEYWORD, field_path=KEYWORD,
-                ),
-            ),
-        ),
-    },
-}  # fmt: skip
-
-SETTINGS: dict[str, Any] = {
-    "index": {"number_of_shards": 1, "refresh_interval": "5s", "codec": "best_compression"}
-}
-MANAGED = {"managed_by": "kube-event-shipper"}
-
-
-def priority(index: str) -> int:
-    """200 plus the name's length. Servers refuse two templates of equal priority whose patterns
-    overlap (``kube-events-*`` and ``kube-events-prod-*``, or a data stream ``kube-events-x``):
-    this way a longer, more specific name always wins, and equal lengths cannot overlap."""
-    return 200 + len(index)
-
-
-#: Elasticsearch ILM: roll over daily or at 50 GB a primary shard, delete after 30 days.
-ILM_POLICY: dict[str, Any] = {
-    "policy": {
-        "phases": {
-            "hot": {"actions": {"rollover": {"max_age": "1d", "max_primary_shard_size": "50gb"}}},
-            "delete": {"min_age": "30d", "actions": {"delete": {}}},
-        },
-        "_meta": MANAGED,
-    }
-}
-
-
-def ism_policy(patterns: list[str], index: str) -> dict[str, Any]:
-    """OpenSearch ISM: the same lifecycle; ``ism_template`` attaches it to new indices."""
-    return {
-        "policy": {
-            "description": "kube-event-shipper: roll over daily or at 50gb, delete after 30 days",
-            "default_state": "hot",
-            "states": [
-                {
-                    "name": "hot",
-                    "actions": [
-                        {"rollover": {"min_index_age": "1d", "min_primary_shard_size": "50gb"}}
-                    ],
-                    "transitions": [
-                        {"state_name": "delete", "conditions": {"min_index_age": "30d"}}
-                    ],
-                },
-                {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
-            ],
-            "ism_template": [{"index_patterns": patterns, "priority": priority(index)}],
-        }
-    }
-
-
-MODES = ("data_stream", "dated", "alias")
-
-
-def index_patterns(index: str, mode: str) -> list[str]:
-    """What the index template matches: the data stream itself, or the concrete indices."""
-    return [index] if mode == "data_stream" else [f"{index}-*"]
-
-
-@dataclass
-class Server:
-    """What ``GET /`` and a few probes said about the server."""
-
-    flavour: str  # "elasticsearch" or "opensearch"
-    version: str
-    major: int
-    data_streams: bool = False
-    lifecycle: str | None = None  # "ilm", "ism" or None (plugin absent)
-    ism_path: str = "_plugins/_ism"
-
-    @property
-    def name(self) -> str:
-        return f"{'OpenSearch' if self.flavour == 'opensearch' else 'Elasticsearch'} {self.version}"
-
-
-def render_setup(
-    flavour: str, index: str, mode: str, lifecycle: str | None
-) -> list[tuple[str, str, dict[str, Any]]]:
-    """The requests that install the schema: (method, path, body), in order, all idempotent."""
-    template_settings: dict[str, Any] = {}
-    if lifecycle == "ilm":
-        template_settings["index.lifecycle.name"] = index
-        if mode == "alias":
-            template_settings["index.lifecycle.rollover_alias"] = index
-    elif lifecycle == "ism" and mode == "alias":
-        template_settings["plugins.index_state_management.rollover_alias"] = index
-    requests: list[tuple[str, str, dict[str, Any]]] = []
-    if lifecycle == "ilm":
-        requests.append(("PUT", f"_ilm/policy/{index}", ILM_POLICY))
-    requests += [
-        ("PUT", f"_component_template/{index}-settings", component(settings=SETTINGS)),
-        ("PUT", f"_component_template/{index}-mappings", component(mappings=MAPPING)),
-        ("PUT", f"_index_template/{index}", index_template(index, mode, template_settings)),
-    ]
-    if lifecycle == "ism":
-        patterns = [index, f".ds-{index}-*"] if mode == "data_stream" else [f"{index}-*"]
-        requests.append(("PUT", f"_plugins/_ism/policies/{index}", ism_policy(patterns, index)))
-    return requests
-
-
-def component(**template: Any) -> dict[str, Any]:
-    return {"template": template, "_meta": MANAGED}
-
-
-def index_template(index: str, mode: str, settings: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "index_patterns": index_patterns(index, mode),
-        "priority": priority(index),
-        "composed_of": [f"{index}-settings", f"{index}-mappings"],
-        "_meta": {"description": "Kubernetes events shipped by kube-event-shipper", **MANAGED},
-    }
-    if settings:
-        body["template"] = {"settings": settings}
-    if mode == "data_stream":
-        body["data_stream"] = {}
-    return body
-
-
-# -- talking to the server: the official client's transport, plain JSON media types
-
-JSON = "application/json"
-NDJSON = "application/x-ndjson"
-
-
-class Http:
-    """One request shape over either official client: ``request() -> (status, body)``.
-
-    Requests go through the client's transport (node pool, retries on other nodes,
-    TLS and auth as configured) but not through its API layer, which would send versioned media
-    types (``compatible-with=9``) that older servers refuse. Connection failures raise
-    TransientError; HTTP errors are returned as a status for the caller to judge.
-    """
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, content_type: str = JSON
-    ) -> tuple[int, Any]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-
-class ElasticsearchHttp(Http):
-    """``authorization`` is sent here: the client applies its own auth in its API layer only."""
-
-    def __init__(
-        self, client: Any, authorization: str | None, *, max_retries: int, timeout: float
-    ) -> None:
-        self.client, self.authorization = client, authorization
-        # The client passes these per request from its API layer, which we bypass; without
-        # them the transport would retry 429/5xx on its own, out of our accounting.
-        self.per_request = dict(
-            max_retries=max_retries,
-            retry_on_status=(),
-            retry_on_timeout=True,
-            request_timeout=timeout,
-        )
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, content_type: str = JSON
-    ) -> tuple[int, Any]:
-        from elastic_transport import TransportError
-
-        headers = {"accept": JSON}
-        if body is not None:
-            headers["content-type"] = content_type
-        if self.authorization:
-            headers["authorization"] = self.authorization
-        try:
-            response = self.client.transport.perform_request(
-                method, "/" + path, headers=headers, body=body, **self.per_request
-            )
-        except TransportError as exc:
-            raise TransientError(f"{method} /{path}: {exc}") from exc
-        return response.meta.status, response.body
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class OpenSearchHttp(Http):
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, content_type: str = JSON
-    ) -> tuple[int, Any]:
-        from opensearchpy.exceptions import ConnectionError as OsConnectionError
-        from opensearchpy.exceptions import SerializationError as OsSerializationError
-        from opensearchpy.exceptions import TransportError
-
-        headers = {"accept": JSON, "content-type": content_type}
-        try:
-            reply = self.client.transport.perform_request(
-                method, "/" + path, body=body, headers=headers
-            )
-        except OsConnectionError as exc:  # includes timeouts and TLS failures
-            raise TransientError(f"{method} /{path}: {exc.error}") from exc
-        except OsSerializationError as exc:
-            raise TransientError(f"{method} /{path}: unreadable reply ({exc})") from exc
-        except TransportError as exc:
-            status = exc.status_code if isinstance(exc.status_code, int) else 599
-            return status, exc.info
-        if method == "HEAD":  # opensearch-py answers HEAD with True or False
-            return (200 if reply else 404), None
-        return 200, reply
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def error_text(body: Any) -> str:
-    """The server's own words for a failed request or item, short."""
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            cause = (error.get("root_cause") or [{}])[0]
-            kind = error.get("type") or cause.get("type") or "error"
-            reason = error.get("reason") or cause.get("reason") or ""
-            return f"{kind}: {reason}"[:500] if reason else str(kind)
-        if error is not None:
-            return str(error)[:500]
-        if "message" in body:  # Amazon's gateways: {"message": "..."}
-            return str(body["message"])[:500]
-        return orjson.dumps(body).decode()[:500]
-    return str(body)[:500]
-
-
-def _node_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected a URL such as http://es:9200 or https://es.example:443")
-    return text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -474,8 +208,9 @@ class ElasticsearchSink(Sink):
         check_readable(self.options, f"--sink {self.scheme}", "ca_file", "cert_file", "key_file")
         if self.options.api_key and self.options.username:
             raise UsageError(
-                f"--sink {self.scheme}: give either apiKey or esUserName/esUserSecret, not both"
+                f"--sink {self.scheme}: give either api_key or username/password, not both"
             )
+        self._ssl = self._ssl_context()
         self._bulk_path = "_bulk?filter_path=errors,items.*.status,items.*.error"
         if self.options.pipeline:
             self._bulk_path += f"&pipeline={quote(self.options.pipeline, safe='')}"
@@ -491,9 +226,11 @@ class ElasticsearchSink(Sink):
                 f"--sink {self.scheme}: no server given; expected {self.scheme}:http://HOST:9200"
                 " or ?nodes=http://HOST:9200"
             )
+        # kube-eventer's docs write nodes=host:9200: a server without a scheme is plain HTTP.
+        nodes = [node if "://" in node else f"http://{node}" for node in nodes]
         for node in nodes:
             try:
-                _node_url(node)
+                node_url(node)
             except ValueError as exc:
                 raise UsageError(f"--sink {self.scheme}: server {node!r}: {exc}") from None
         return nodes
@@ -504,7 +241,7 @@ class ElasticsearchSink(Sink):
         """The official Elasticsearch client, configured from the parameters."""
         from elasticsearch import Elasticsearch
 
-        hosts, basic = _split_userinfo(nodes or self.nodes)
+        hosts, basic = split_userinfo(nodes or self.nodes)
         kwargs: dict[str, Any] = dict(
             hosts=hosts,
             request_timeout=self.options.timeout,
@@ -533,22 +270,27 @@ class ElasticsearchSink(Sink):
             return None
         return "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
 
-    def _tls_kwargs(self) -> dict[str, Any]:
-        """An SSLContext of our own: the clients drop the client certificate when verification
-        is off, and each spells CA and certificate options differently."""
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """An SSLContext of our own (:func:`shipper.tls.client_context`): the clients drop the
+        client certificate when verification is off, and each spells CA and certificate options
+        differently. Made once, here, so that a TLS file that cannot be used is a usage error."""
         if not any(node.startswith("https:") for node in self.nodes):
+            return None
+        o = self.options
+        try:
+            return client_context(o.ca_file, o.cert_file, o.key_file, o.insecure)
+        except TLSFileError as exc:
+            raise UsageError(f"--sink {self.scheme}: {exc}") from None
+
+    def _tls_kwargs(self) -> dict[str, Any]:
+        if self._ssl is None:
             return {}
-        context = ssl.create_default_context(cafile=self.options.ca_file)
         if self.options.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
             warnings.filterwarnings("ignore", message="Unverified HTTPS request")
             log.warning(
                 "Sink %s: insecure=true, the server's certificate is not verified.", self.scheme
             )
-        if self.options.cert_file:
-            context.load_cert_chain(self.options.cert_file, self.options.key_file)
-        return {"ssl_context": context}
+        return {"ssl_context": self._ssl}
 
     def open(self) -> None:
         if self.http is None:
@@ -568,7 +310,7 @@ class ElasticsearchSink(Sink):
             )
         log.info(
             "Sink %s: %s at %s, mode %s, index %s.",
-            self.scheme, self.server.name, ", ".join(_safe_hosts(self.nodes)), self.mode, self.index,
+            self.scheme, self.server.name, ", ".join(safe_hosts(self.nodes)), self.mode, self.index,
         )  # fmt: skip
 
     def sniff(self) -> None:
@@ -614,7 +356,7 @@ class ElasticsearchSink(Sink):
         if status in (401, 403):
             raise TransientError(
                 f"GET /: HTTP {status} {error_text(reply)}: check the credentials"
-                " (esUserName/esUserSecret, apiKey, client certificate or AWS)"
+                " (username/password, api_key, client certificate or AWS)"
             )
         if status != 200 or not isinstance(reply, dict) or "version" not in reply:
             raise TransientError(
@@ -644,7 +386,7 @@ class ElasticsearchSink(Sink):
         """The status of GET ``path`` when the server knows the endpoint, None when it does not."""
         assert self.http is not None
         status, reply = self.http.request("GET", path)
-        if status in (200, 404) and not _no_handler(reply):
+        if status in (200, 404) and not no_handler(reply):
             return status
         return None
 
@@ -810,7 +552,7 @@ class ElasticsearchSink(Sink):
             self.http = None
 
     def describe(self) -> str:
-        return f"{self.scheme} {', '.join(_safe_hosts(self.nodes))} index={self.index}"
+        return f"{self.scheme} {', '.join(safe_hosts(self.nodes))} index={self.index}"
 
 
 def _dated_format(layout: str | None, index: str, scheme: str) -> str:
@@ -841,78 +583,3 @@ def dedot(document: dict[str, Any]) -> None:
     owner_labels = kubernetes.get("owner", {}).get("labels")
     if owner_labels:
         kubernetes["owner"]["labels"] = {k.replace(".", "_"): v for k, v in owner_labels.items()}
-
-
-def _no_handler(reply: Any) -> bool:
-    """True for the reply of a server that does not know the endpoint at all."""
-    text = reply if isinstance(reply, str) else orjson.dumps(reply).decode() if reply else ""
-    return "no handler found" in text
-
-
-def _split_userinfo(nodes: list[str]) -> tuple[list[str], tuple[str, str] | None]:
-    """``http://user:pass@es:9200`` -> (``http://es:9200``, (user, pass)); the client and our
-    logs then never see the password in a URL."""
-    hosts, basic = [], None
-    for node in nodes:
-        parts = urlsplit(node)
-        if parts.username is not None:
-            basic = (parts.username, parts.password or "")
-            netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-            node = parts._replace(netloc=netloc).geturl()
-        hosts.append(node)
-    return hosts, basic
-
-
-def _safe_hosts(nodes: list[str]) -> list[str]:
-    return _split_userinfo(nodes)[0]
-
-
-@dataclass
-class SetupReport:
-    """What ``kube-event-shipper setup`` did, for its output."""
-
-    server: str
-    mode: str
-    actions: list[str] = field(default_factory=list)
-
-
-def run_setup(sink: ElasticsearchSink, say: Callable[[str], None]) -> SetupReport:
-    """Connect, detect, install, verify: the ``setup`` subcommand."""
-    sink.http = sink.make_http()
-    try:
-        sink.server = sink.detect()
-        say(f"{sink.describe()}: {sink.server.name}")
-        sink.mode = sink.resolve_mode()
-        actions = sink.install()
-        for action in actions:
-            say(f"  {action}")
-        sink.check_target()
-        if sink.server.lifecycle is None:
-            say("  (no ILM/ISM on this server: lifecycle policy not installed)")
-        return SetupReport(sink.server.name, sink.mode, actions)
-    finally:
-        sink.close()
-
-
-def rendered_files(flavour: str) -> dict[str, Any]:
-    """The bodies of ``index-templates/<flavour>/`` (default index name, every mode)."""
-    index = "kube-events"
-    files: dict[str, Any] = {}
-    for mode, suffix in (("data_stream", ""), ("dated", "-indices")):
-        # Without the lifecycle setting, so that they install on any server; ``setup`` adds it.
-        for _, path, body in render_setup(flavour, index, mode, None):
-            kind, _, name = path.partition("/")
-            if kind == "_index_template":
-                files[f"index-template-{name}{suffix}.json"] = body
-            elif kind == "_component_template":
-                files[f"component-template-{name}.json"] = body
-    files[
-        "ilm-policy-kube-events.json"
-        if flavour == "elasticsearch"
-        else "ism-policy-kube-events.json"
-    ] = (
-        ILM_POLICY
-        if flavour == "elasticsearch"
-        else ism_policy([index, f".ds-{index}-*", f"{index}-*"], index)
-    )
-    return copy.deepcopy(files)

@@ -61,16 +61,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from shipper.event import Event, utc_now
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.sinks.mysql.dsn import GO_DRIVER_OPTIONS, connect_args, parse_charset, split_uri
+from shipper.sinks.mysql.schema import (
+    COLUMNS,
+    DEFAULT_TABLE,
+    MIGRATIONS,
+    OCCURRENCE_COLUMNS,
+    SCHEMA_VERSION,
+    SQL_MODE,
+    TABLE_NAME,
+    VERSION_DDL,
+    VERSION_TABLE,
+    occurrence_sql,
+    sql_time,
+    statements,
+    upsert_sql,
+    values,
+)
 from shipper.spec import (
     ClientCert,
     ClusterName,
@@ -80,183 +95,13 @@ from shipper.spec import (
     check_readable,
     option,
 )
-from shipper.uri import Uri, UsageError, choice, expand_env, parse_list
+from shipper.tls import TLSFileError, client_context
+from shipper.uri import Uri, UsageError, choice
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-VERSION_TABLE = "kube_event_shipper_schema"
-DEFAULT_TABLE = "kube_event"
-DEFAULT_PORT = 3306
 #: Reconnect-free writes: a connection idle longer than this is pinged before it is used.
 PING_AFTER = 30.0
-SQL_MODE = (
-    "STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
-    "NO_ENGINE_SUBSTITUTION"
-)
-
-# -- the schema: version 1
-
-_VERSION_DDL = f"""CREATE TABLE IF NOT EXISTS `{VERSION_TABLE}` (
-  `table_name` VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-  `version` INT NOT NULL,
-  `migrated_at` DATETIME(6) NOT NULL,
-  PRIMARY KEY (`table_name`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='kube-event-shipper schema versions'"""
-
-_EVENT_DDL = """CREATE TABLE IF NOT EXISTS `{table}` (
-  `uid` VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL COMMENT 'metadata.uid of the Event',
-  `resource_version` VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL COMMENT 'of the version in this row',
-  `cluster` VARCHAR(253) NOT NULL DEFAULT '',
-  `namespace` VARCHAR(63) NOT NULL DEFAULT '' COMMENT 'involved object (empty for cluster-scoped ones)',
-  `kind` VARCHAR(253) NOT NULL DEFAULT '' COMMENT 'involved object',
-  `name` VARCHAR(253) NOT NULL DEFAULT '' COMMENT 'involved object',
-  `object_uid` VARCHAR(253) DEFAULT NULL,
-  `api_version` VARCHAR(253) DEFAULT NULL,
-  `field_path` VARCHAR(1024) DEFAULT NULL,
-  `type` VARCHAR(64) NOT NULL COMMENT 'Normal or Warning',
-  `reason` VARCHAR(255) NOT NULL,
-  `message` MEDIUMTEXT COLLATE utf8mb4_unicode_520_ci NOT NULL,
-  `action` VARCHAR(255) DEFAULT NULL,
-  `reporting_controller` VARCHAR(255) DEFAULT NULL,
-  `reporting_instance` VARCHAR(255) DEFAULT NULL,
-  `source_component` VARCHAR(255) DEFAULT NULL,
-  `source_host` VARCHAR(255) DEFAULT NULL,
-  `event_name` VARCHAR(253) NOT NULL,
-  `event_namespace` VARCHAR(63) NOT NULL,
-  `count` INT UNSIGNED NOT NULL,
-  `first_seen` DATETIME(6) NOT NULL COMMENT 'UTC',
-  `last_seen` DATETIME(6) NOT NULL COMMENT 'UTC, the latest occurrence',
-  `shipped_at` DATETIME(6) NOT NULL COMMENT 'UTC',
-  PRIMARY KEY (`uid`),
-  KEY `last_seen` (`last_seen`),
-  KEY `type_last_seen` (`type`, `last_seen`),
-  KEY `namespace_last_seen` (`namespace`, `last_seen`),
-  KEY `object_last_seen` (`kind`, `name`, `namespace`, `last_seen`),
-  KEY `reason_last_seen` (`reason`, `last_seen`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Kubernetes events, one row per event (kube-event-shipper)'"""
-
-_OCCURRENCE_DDL = """CREATE TABLE IF NOT EXISTS `{table}_occurrence` (
-  `uid` VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-  `resource_version` VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-  `count` INT UNSIGNED NOT NULL,
-  `occurred_at` DATETIME(6) NOT NULL COMMENT 'UTC, this occurrence (last_seen of the version)',
-  `shipped_at` DATETIME(6) NOT NULL COMMENT 'UTC',
-  PRIMARY KEY (`uid`, `resource_version`),
-  KEY `occurred_at` (`occurred_at`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Kubernetes event versions (kube-event-shipper)'"""
-
-#: MIGRATIONS[v] takes a table from schema version v to v + 1 (0: nothing there yet).
-#: Later steps must be safe to re-run after a crash half-way (MySQL has no ADD COLUMN IF NOT
-#: EXISTS: check information_schema first).
-MIGRATIONS: list[list[str]] = [[_EVENT_DDL, _OCCURRENCE_DDL]]
-
-COLUMNS = (
-    "uid", "resource_version", "cluster", "namespace", "kind", "name", "object_uid",
-    "api_version", "field_path", "type", "reason", "message", "action", "reporting_controller",
-    "reporting_instance", "source_component", "source_host", "event_name", "event_namespace",
-    "count", "first_seen", "last_seen", "shipped_at",
-)  # fmt: skip
-OCCURRENCE_COLUMNS = ("uid", "resource_version", "count", "occurred_at", "shipped_at")
-
-# A version replaces the row's only if it is newer: a later last_seen, or the same and a higher
-# count, or both the same and another resource_version (the last written wins a tie, as in the
-# sqlite sink). The same version again (a replay) leaves the row untouched, shipped_at included.
-# MySQL applies the assignments left to right, each seeing the ones before: count, last_seen and
-# resource_version come last, in that order, so each condition still gives the answer it gave
-# for the row as it was (a version's count and time never differ without its resource_version).
-_NEWER = (
-    "(VALUES(`last_seen`) > `last_seen` OR (VALUES(`last_seen`) = `last_seen` AND"
-    " (VALUES(`count`) > `count` OR (VALUES(`count`) = `count` AND"
-    " VALUES(`resource_version`) <> `resource_version`))))"
-)
-_LAST = ("count", "last_seen", "resource_version")
-_TAKEN = [c for c in COLUMNS if c not in ("uid", "first_seen", *_LAST)]
-
-
-def schema_statements(table: str) -> list[str]:
-    """The DDL of the current version for ``table``, in order (what schemas/mysql.sql holds)."""
-    return [_VERSION_DDL] + [ddl.format(table=table) for step in MIGRATIONS for ddl in step]
-
-
-def upsert_sql(table: str) -> tuple[str, str]:
-    """The multi-row upsert into ``table``: (text before the rows, text after them)."""
-    updates = [f"`{c}` = IF({_NEWER}, VALUES(`{c}`), `{c}`)" for c in _TAKEN]
-    updates.append("`first_seen` = LEAST(`first_seen`, VALUES(`first_seen`))")
-    updates += [f"`{c}` = IF({_NEWER}, VALUES(`{c}`), `{c}`)" for c in _LAST]
-    return (
-        f"INSERT INTO `{table}` ({', '.join(f'`{c}`' for c in COLUMNS)}) VALUES ",
-        f" ON DUPLICATE KEY UPDATE {', '.join(updates)}",
-    )
-
-
-def occurrence_sql(table: str) -> tuple[str, str]:
-    columns = ", ".join(f"`{c}`" for c in OCCURRENCE_COLUMNS)
-    return (
-        f"INSERT INTO `{table}_occurrence` ({columns}) VALUES ",
-        " ON DUPLICATE KEY UPDATE `uid` = `uid`",
-    )
-
-
-#: Longest statement sent (pymysql's own default); every server takes at least 4 MiB (MySQL
-#: 5.7; 16 MiB MariaDB, 64 MiB MySQL 8). A single larger row is sent alone.
-MAX_STATEMENT = 1_024_000
-
-
-#: MySQL's string escapes, as pymysql's table: a list is a faster str.translate table than a
-#: dict, and characters past its end are kept. The session's sql_mode keeps backslash escapes on.
-_ESCAPES = [chr(x) for x in range(128)]
-for _char, _escaped in {
-    "\0": "\\0",
-    "\\": "\\\\",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\x1a": "\\Z",
-    "'": "\\'",
-    '"': '\\"',
-}.items():
-    _ESCAPES[ord(_char)] = _escaped
-
-
-def values(row: tuple[Any, ...]) -> bytes:
-    """``('a', 1, None)`` -> ``b"('a',1,NULL)"``. Done here rather than by pymysql's
-    ``executemany``, which costs three times the CPU per value."""
-    return (
-        "("
-        + ",".join(
-            [
-                "NULL"
-                if v is None
-                else str(v)
-                if type(v) is int
-                else "'" + v.translate(_ESCAPES) + "'"
-                for v in row
-            ]
-        )
-        + ")"
-    ).encode("utf-8", "replace")
-
-
-def statements(head: str, rows: Sequence[bytes], tail: str) -> list[bytes]:
-    """Multi-row statements of at most MAX_STATEMENT bytes (a larger row goes alone)."""
-    prefix, suffix = head.encode(), tail.encode()
-    out: list[bytes] = []
-    chunk: list[bytes] = []
-    size = len(prefix) + len(suffix)
-    for row in rows:
-        if chunk and size + len(row) + 1 > MAX_STATEMENT:
-            out.append(prefix + b",".join(chunk) + suffix)
-            chunk, size = [], len(prefix) + len(suffix)
-        chunk.append(row)
-        size += len(row) + 1
-    if chunk:
-        out.append(prefix + b",".join(chunk) + suffix)
-    return out
-
-
-def sql_time(ts: str | None) -> str | None:
-    """``2026-11-20T10:00:00.123456Z`` -> ``2026-11-20 10:00:00.123456`` (a DATETIME(6), UTC)."""
-    return f"{ts[:10]} {ts[11:26]}" if ts else None
 
 
 # -- server errors, by number
@@ -286,43 +131,6 @@ def error_text(exc: BaseException) -> str:
         message = str(exc) or type(exc).__name__
     message = " ".join(message.split())
     return f"{message} ({code})" if code else message
-
-
-# -- the URI
-
-
-_DSN = re.compile(
-    r"(?:(?P<userinfo>.*)@)?"  # greedy: the last @ that leaves an address and a database
-    r"(?P<net>tcp|tcp4|tcp6|unix)?(?:\((?P<addr>[^()]*)\))?"
-    r"/(?P<db>[^?/@()]*)"
-    r"(?:\?(?P<query>.*))?",
-    re.DOTALL,
-)
-_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,52}")  # 64 with "_occurrence"
-_EXAMPLES = (
-    "mysql:?USER:PASSWORD@tcp(HOST:3306)/DATABASE or mysql://USER:PASSWORD@HOST:3306/DATABASE"
-)
-
-#: go-sql-driver options that mean nothing to this sink: accepted, so DSNs copy unchanged.
-GO_DRIVER_OPTIONS = (
-    "loc", "collation", "allowAllFiles", "allowCleartextPasswords", "allowFallbackToPlaintext",
-    "allowNativePasswords", "allowOldPasswords", "checkConnLiveness", "clientFoundRows",
-    "columnsWithAlias", "interpolateParams", "maxAllowedPacket", "multiStatements",
-    "rejectReadOnly", "serverPubKey", "timeTruncate", "connectionAttributes", "autocommit",
-)  # fmt: skip
-
-
-def parse_charset(text: str) -> str:
-    for name in parse_list(text):
-        if name.lower() in ("utf8mb4", "utf8", "utf8mb3"):
-            return "utf8mb4"
-    raise ValueError(
-        "expected utf8mb4 (or utf8): the shipper always speaks utf8mb4, so that any message"
-        " (emoji included) is stored intact"
-    )
-
-
-parse_charset.__name__ = "utf8mb4|utf8"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -385,39 +193,24 @@ class MySQLSink(Sink):
     _used = 0.0
 
     # -- the URI
-
     @classmethod
     def parse_uri(cls, text: str, *, where: str) -> Uri:
-        """Split the whole ``--sink`` text: the DSN's own ``?`` is not the first one.
-
-        ``mysql:?u:p@tcp(h:3306)/db?charset=utf8mb4&table=t`` -> rest ``u:p@tcp(h:3306)/db``,
-        query ``charset=utf8mb4&table=t``; ``mysql://u:p@h/db?table=t`` -> rest ``//u:p@h/db``.
-        """
-        scheme, _, body = text.strip().partition(":")
-        if body.startswith("//"):
-            rest, _, query = body.partition("?")
-        else:
-            dsn = body[1:] if body.startswith("?") else body
-            match = _DSN.fullmatch(dsn)
-            if not dsn or match is None:
-                raise UsageError(
-                    f"{where}: no server given; expected {_EXAMPLES}"
-                    if not dsn or ("@" not in dsn and "/" not in dsn)
-                    else f"{where}: the DSN is not USER:PASSWORD@tcp(HOST:PORT)/DATABASE; expected {_EXAMPLES}"
-                )
-            rest, query = dsn[: match.end("db")], match.group("query") or ""
-        return Uri(scheme.lower(), rest, parse_qsl(query, keep_blank_values=True))
+        """Split the whole ``--sink`` text (:func:`shipper.sinks.mysql.dsn.split_uri`): the
+        DSN's own ``?`` is not the first one."""
+        return split_uri(text, where=where)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         where = f"--sink {self.scheme}"
         self.table = self.options.table
-        if not _TABLE.fullmatch(self.table) or self.table == VERSION_TABLE:
+        if not TABLE_NAME.fullmatch(self.table) or self.table == VERSION_TABLE:
             raise UsageError(
                 f"{where}: parameter table={self.table!r}: expected a name of letters, digits and"
                 " _ that does not start with a digit, at most 53 characters"
             )
-        self.connect_args = self._connect_args(where)
+        self.connect_args = connect_args(
+            self.uri.rest, self.options.user, self.options.password, where=where
+        )
         self.cluster = self.options.cluster_name or self.ctx.cluster
         o = self.options
         self.tls = o.tls or (
@@ -428,88 +221,25 @@ class MySQLSink(Sink):
             raise UsageError(f"{where}: give cert_file and key_file together")
         if self.tls == "false" and (o.ca_file or o.cert_file):
             raise UsageError(f"{where}: tls=false, but ca_file/cert_file given")
+        try:  # made once, here: a TLS file that cannot be used is a usage error at start
+            self._ssl = (
+                None
+                if self.tls == "false"
+                else client_context(o.ca_file, o.cert_file, o.key_file, self.tls != "true")
+            )
+        except TLSFileError as exc:
+            raise UsageError(f"{where}: {exc}") from None
         self._upsert = upsert_sql(self.table)
         self._occurrence = occurrence_sql(self.table)
-
-    def _connect_args(self, where: str) -> dict[str, Any]:
-        """host/port or unix_socket, user, password, database from the DSN or URL."""
-        rest = self.uri.rest
-        if rest.startswith("//"):  # a URL: percent-encoded parts
-            try:
-                parts = urlsplit(f"mysql:{rest}")
-                port = parts.port
-            except ValueError as exc:
-                raise UsageError(f"{where}: {exc}; expected {_EXAMPLES}") from None
-            user = unquote(parts.username) if parts.username is not None else None
-            password = unquote(parts.password) if parts.password is not None else None
-            net, host, database = "tcp", parts.hostname or "", unquote(parts.path.lstrip("/"))
-            address = None
-        else:
-            match = _DSN.fullmatch(rest)
-            if match is None:
-                raise UsageError(f"{where}: expected {_EXAMPLES}")
-            userinfo = match.group("userinfo")
-            user, password = None, None
-            if userinfo is not None:
-                user, sep, pw = userinfo.partition(":")
-                password = pw if sep else None
-            net, address, database = (
-                match.group("net") or "tcp",
-                match.group("addr"),
-                match.group("db"),
-            )
-            host, port = "127.0.0.1", None
-        expand = lambda text: expand_env(text, where=where)  # noqa: E731
-        user = expand(user) if user else self.options.user
-        if password is not None and self.options.password is not None:
-            raise UsageError(
-                f"{where}: the password is given twice (in the DSN and as a parameter)"
-            )
-        password = expand(password) if password is not None else self.options.password
-        database = expand(database or "")
-        if not user:
-            raise UsageError(f"{where}: no user given; expected {_EXAMPLES}")
-        if not database:
-            raise UsageError(f"{where}: no database given; expected {_EXAMPLES}")
-        args: dict[str, Any] = {"user": user, "password": password or "", "database": database}
-        if net == "unix":
-            if not address:
-                raise UsageError(
-                    f"{where}: unix() needs the socket's path, e.g. unix(/run/mysqld/mysqld.sock)"
-                )
-            args["unix_socket"] = expand(address)
-            return args
-        if address:  # tcp(HOST:PORT), tcp([::1]:PORT), tcp(HOST)
-            address = expand(address)
-            host, port_text = address, ""
-            if address.startswith("["):
-                host, _, tail = address[1:].partition("]")
-                port_text = tail[1:] if tail.startswith(":") else ""
-            elif address.count(":") == 1:
-                host, _, port_text = address.partition(":")
-            if port_text:
-                if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-                    raise UsageError(f"{where}: port {port_text!r} is not a port number")
-                port = int(port_text)
-        if not host:
-            raise UsageError(f"{where}: no host given; expected {_EXAMPLES}")
-        args.update(host=host, port=port or DEFAULT_PORT)
-        return args
 
     # -- connecting
 
     def _ssl_args(self) -> dict[str, Any]:
         if self.tls == "false":
             return {"ssl_disabled": True}
-        context = ssl.create_default_context(cafile=self.options.ca_file)
-        if self.tls != "true":  # skip-verify, preferred
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if self.options.cert_file:
-            context.load_cert_chain(self.options.cert_file, self.options.key_file)
         if self.tls == "preferred":  # pymysql: TLS when the server offers it, else plain
             return {}
-        return {"ssl": context}
+        return {"ssl": self._ssl}
 
     def connect(self) -> Any:
         """A new connection with the session set up and the schema migrated."""
@@ -587,7 +317,7 @@ class MySQLSink(Sink):
             if cur.fetchone()[0] != 1:
                 raise TransientError(f"another migration of {self.table} holds the lock {lock}")
             try:
-                cur.execute(_VERSION_DDL)
+                cur.execute(VERSION_DDL)
                 found = self._version(db)
                 if found == 0:
                     self._check_not_foreign(cur)

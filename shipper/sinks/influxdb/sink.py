@@ -68,7 +68,8 @@ policy) are found by halving the batch and dead-lettered one by one, the rest of
 (the server keeps the good points of a partial write, and re-sending them overwrites them); 413
 halves the batch; 429, 5xx, timeouts and refused connections are retried with backoff, forever.
 
-Line protocol is built here (``line()``), not with the client's ``Point``: six to seven times
+Line protocol is built here (``line()``, with ``shipper/sinks/influxdb/line.py``), not with the
+client's ``Point``: six to seven times
 cheaper per event (``bench/influxdb.py``), with the escaping of the 1.x/2.x parser. Tag values
 escape ``,`` ``=`` and space; a backslash before anything else is literal, so it is left as it
 is; a tag value's trailing backslashes are dropped (the line protocol cannot carry them) and a
@@ -77,11 +78,7 @@ newline in one becomes ``\\n``. String fields escape ``\\`` and ``"`` (and may h
 
 from __future__ import annotations
 
-import calendar
-import functools
-import hashlib
 import logging
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,97 +89,25 @@ import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.spec import ClusterName, SinkOptions, Timeout, TLSTrust, option
+from shipper.sinks.influxdb.line import (
+    DEFAULT_CLUSTER,
+    DEFAULT_DB,
+    DEFAULT_TAGS,
+    KEY_ESCAPES,
+    MEASUREMENT,
+    MEASUREMENT_ESCAPES,
+    STRING_FIELDS,
+    TAG_SOURCES,
+    UNBOUNDED,
+    escape_string,
+    escape_tag,
+    point_time,
+)
+from shipper.spec import ClusterName, SinkOptions, Timeout, TLSTrust, check_readable, option
+from shipper.tls import TLSFileError, client_context
 from shipper.uri import UsageError
 
 log = logging.getLogger(__name__)
-
-MEASUREMENT = "kubernetes_events"
-DEFAULT_DB = "k8s"
-DEFAULT_CLUSTER = "default"
-
-
-def _component(event: Event) -> str | None:
-    return event.reporting_controller or event.source_component
-
-
-#: tag name -> its value for an event (the cluster tag is the sink's own, see ``_tag_getters``)
-TAG_SOURCES: dict[str, Callable[[Event], str | None]] = {
-    "cluster": lambda event: event.cluster,
-    "namespace": lambda event: event.object_namespace,
-    "kind": lambda event: event.object_kind,
-    "reason": lambda event: event.reason,
-    "type": lambda event: event.type,
-    "component": _component,
-    "host": lambda event: event.source_host,
-    "action": lambda event: event.action,
-}
-DEFAULT_TAGS = ("cluster", "namespace", "kind", "reason", "type", "component")
-#: Names someone may try in tags= whose values are unbounded: one series per object or event.
-UNBOUNDED = (
-    "uid", "name", "event_name", "object_name", "object_uid", "message", "resource_version",
-    "count", "first_occurrence", "last_occurrence", "object_field_path", "reporting_instance",
-    "pod", "pod_name", "object",
-)  # fmt: skip
-
-#: string fields of withfields=true, after count and message: field name -> value
-STRING_FIELDS: tuple[tuple[str, Callable[[Event], str | None]], ...] = (
-    ("event_name", lambda event: event.name),
-    ("uid", lambda event: event.uid),
-    ("resource_version", lambda event: event.resource_version),
-    ("object_name", lambda event: event.object_name),
-    ("object_uid", lambda event: event.object_uid),
-    ("object_api_version", lambda event: event.object_api_version),
-    ("object_field_path", lambda event: event.object_field_path),
-    ("first_occurrence", lambda event: event.first_timestamp),
-    ("last_occurrence", lambda event: event.last_timestamp),
-    ("reporting_instance", lambda event: event.reporting_instance),
-)
-
-
-# -- line protocol
-
-_TAG_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\r": "\\r"})
-_KEY_ESCAPES = _TAG_ESCAPES
-_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n", "\r": "\\r"})
-
-
-def escape_tag(value: str) -> str:
-    """A tag key or value for the line protocol; '' when nothing representable is left."""
-    return value.translate(_TAG_ESCAPES).rstrip("\\")
-
-
-def escape_string(value: str) -> str:
-    """A string field value, quotes included."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-@functools.lru_cache(maxsize=8192)
-def _epoch_seconds(prefix: str) -> int:
-    """``YYYY-MM-DDTHH:MM:SS`` (UTC) -> seconds since the epoch; events come in bursts of the
-    same few seconds, hence the cache."""
-    return calendar.timegm(
-        (int(prefix[0:4]), int(prefix[5:7]), int(prefix[8:10]),
-         int(prefix[11:13]), int(prefix[14:16]), int(prefix[17:19]), 0, 0, 0)
-    )  # fmt: skip
-
-
-def version_hash(uid: str, count: int) -> int:
-    """A stable 64-bit hash of an event version (the same in every process and run)."""
-    digest = hashlib.blake2b(f"{uid}\x00{count}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
-
-
-def point_time(event: Event) -> int:
-    """Nanoseconds since the epoch: the occurrence time plus the version's stable offset."""
-    ts = event.timestamp  # YYYY-MM-DDTHH:MM:SS.ffffffZ
-    seconds = _epoch_seconds(ts[:19])
-    micros = int(ts[20:26])
-    offset = version_hash(event.uid, event.count)
-    if micros:  # exact to the microsecond; the nanoseconds are the hash
-        return seconds * 1_000_000_000 + micros * 1000 + offset % 1000
-    # a whole second (core/v1 times): the fraction is the hash
-    return seconds * 1_000_000_000 + offset % 1_000_000_000
 
 
 def error_text(body: Any) -> str:
@@ -305,17 +230,23 @@ class InfluxDBSink(Sink):
         )
         self.org = options.org or "-"  # 1.8 and 3.x ignore it; the client wants one
         self.tags = self._parse_tags(options.tags, where)
-        ca_file = options.ca_file
-        if ca_file is not None and not os.access(ca_file, os.R_OK):
-            raise UsageError(f"{where}: parameter ca_file={ca_file!r}: cannot read it")
+        check_readable(options, where, "ca_file")
+        try:  # made once, here: a CA file that cannot be used is a usage error at start
+            self._ssl = (
+                client_context(options.ca_file, insecure=options.insecure)
+                if self.url.startswith("https:")
+                else None
+            )
+        except TLSFileError as exc:
+            raise UsageError(f"{where}: {exc}") from None
         self.cluster = options.cluster_name or self.ctx.cluster or DEFAULT_CLUSTER
         self.with_fields = options.withfields
-        self._measurement = options.measurement.translate(_MEASUREMENT_ESCAPES)
+        self._measurement = options.measurement.translate(MEASUREMENT_ESCAPES)
         self._tag_getters = [
             (f",{escape_tag(name)}=", self._tag_getter(name)) for name in sorted(self.tags)
         ]
         self._field_tags = [
-            (f",{name.translate(_KEY_ESCAPES)}=", self._tag_getter(name))
+            (f",{name.translate(KEY_ESCAPES)}=", self._tag_getter(name))
             for name in TAG_SOURCES
             if name not in self.tags
         ]
@@ -368,11 +299,11 @@ class InfluxDBSink(Sink):
             retries=False,  # the pipeline retries, with backoff, and counts
             verify_ssl=not self.options.insecure,
         )
-        if self.options.ca_file:
-            kwargs["ssl_ca_cert"] = self.options.ca_file
+        if self._ssl is not None:
+            kwargs["ssl_context"] = self._ssl
         if self.options.insecure and self.url.startswith("https:"):
             warnings.filterwarnings("ignore", message="Unverified HTTPS request")
-            log.warning("Sink %s: insecuressl=true, the certificate is not verified.", self.scheme)
+            log.warning("Sink %s: insecure=true, the certificate is not verified.", self.scheme)
         client = InfluxDBClient(**kwargs)
         self._write_api = client.write_api(write_options=SYNCHRONOUS)
         return client
@@ -389,6 +320,8 @@ class InfluxDBSink(Sink):
             )  # fmt: skip
             return response.status, response.headers, response.data.decode("utf-8", "replace")
         except ApiException as exc:
+            if exc.status == 0:  # the client's own wrapping of a TLS failure
+                raise TransientError(f"{method} {self.url}{path}: {_tls_error(exc)}") from None
             return exc.status, exc.headers or {}, error_text(exc.body)
         except (HTTPError, OSError) as exc:
             raise TransientError(f"{method} {self.url}{path}: {_connection_error(exc)}") from None
@@ -512,8 +445,8 @@ class InfluxDBSink(Sink):
         try:
             self._write_api.write(bucket=self.bucket, org=self.org, record=body)
         except ApiException as exc:
-            if exc.status == 0:  # the client's own wrapping of a connection failure
-                raise TransientError(f"POST {self.url}/api/v2/write: {exc.reason}") from None
+            if exc.status == 0:  # the client's own wrapping of a TLS failure
+                raise TransientError(f"POST {self.url}/api/v2/write: {_tls_error(exc)}") from None
             return exc.status, error_text(exc.body)
         except (HTTPError, OSError) as exc:
             raise TransientError(
@@ -583,3 +516,10 @@ def _connection_error(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     text = str(reason if reason is not None else exc)
     return " ".join(text.split(": ", 1)[-1].split())[:300] or type(exc).__name__
+
+
+def _tls_error(exc: BaseException) -> str:
+    """The client wraps a TLS failure as ``ApiException(status=0, reason="SSLError\n<text>")``:
+    keep the text, on one line."""
+    kind, _, text = str(getattr(exc, "reason", "") or "").partition("\n")
+    return " ".join((text or kind).split())[:300] or "TLS error"
