@@ -285,7 +285,9 @@ def test_an_outage_of_loki_loses_nothing(loki_env, tenant, run, kube_api, namesp
     retries = [
         line for line in shipper.stderr().splitlines() if "Sink loki could not write" in line
     ]
-    assert retries and any("Connection refused" in line for line in retries), retries[:3]
+    assert retries and any("cannot connect: connection refused" in line for line in retries), (
+        retries[:3]
+    )
 
 
 def test_a_too_old_entry_is_dead_lettered_alone(
