@@ -20,9 +20,10 @@ rendered to text), so the work is one parser per field, which a dataclass field'
 holds as well as a validator would; the standard library keeps start-up fast and the dependency
 list short, and frozen instances make options that cannot drift after validation.
 
-Shared groups (:class:`TLSTrust`, :class:`ClientCert`, :class:`ClusterName`, :class:`Timeout`)
-are declared here once, with one canonical name each and the peers' spellings as aliases
-(``ca_file`` is also kube-eventer's ``cacert`` and the exporter's ``tls.caFile``).
+Shared groups (:class:`TLSTrust`, :class:`ClientCert`, :class:`ClusterName`, :class:`Timeout`,
+:class:`LayoutOption`, :class:`AWSOptions`) are declared here once, with one canonical name
+each and the peers' spellings as aliases (``ca_file`` is also kube-eventer's ``cacert`` and the
+exporter's ``tls.caFile``).
 """
 
 from __future__ import annotations
@@ -185,6 +186,19 @@ class ClusterName:
 @dataclass(frozen=True, kw_only=True)
 class Timeout:
     timeout: float = option(30.0, "Timeout of one request.", group="http")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AWSOptions:
+    """Where an AWS sink sends and as whom (shipper/sinks/aws/common.py). Credentials come from
+    the AWS default chain only (env, shared files, IRSA web identity, EKS Pod Identity, instance
+    role), never from a parameter; ``role_arn`` assumes a role on top of them."""
+
+    region: str | None = option(None, "AWS region (default: AWS_REGION / AWS_DEFAULT_REGION, the profile's, or the ARN's).", aliases=("aws_region",), exporter="region", group="aws")  # fmt: skip
+    endpoint: str | None = option(None, "API endpoint URL (a VPC endpoint, a local test server); default: AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL, else the region's.", aliases=("endpoint_url",), exporter="endpoint", group="aws")  # fmt: skip
+    role_arn: str | None = option(None, "Role to assume with STS AssumeRole, on top of the default credentials (refreshed before they expire).", aliases=("roleArn",), exporter="roleArn", group="aws")  # fmt: skip
+    external_id: str | None = option(None, "ExternalId for AssumeRole (the role's trust policy may require it).", aliases=("externalId",), exporter="externalId", group="aws")  # fmt: skip
+    session_name: str = option("kube-event-shipper", "RoleSessionName for AssumeRole (CloudTrail shows it).", aliases=("role_session_name", "roleSessionName"), exporter="roleSessionName", group="aws")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
