@@ -70,12 +70,14 @@ from shipper.sinks.base import Rejected, Sink, TransientError
 from shipper.spec import (
     ClientCert,
     ClusterName,
+    LayoutOption,
     SinkOptions,
     Timeout,
     TLSTrust,
     check_readable,
     option,
 )
+from shipper.templates import TemplateError
 from shipper.tls import TLSFileError, client_context
 from shipper.uri import (
     UsageError,
@@ -129,7 +131,7 @@ def parse_broker(text: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class KafkaOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout):
+class KafkaOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout, LayoutOption):
     IGNORED = {
         "clientId": "the client id is client_id (kube-event-shipper by default)",
         "version": "the protocol version is negotiated with the brokers",
@@ -441,16 +443,21 @@ class KafkaSink(Sink):
     # -- writing
 
     def message(self, event: Event) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-        """(key, value, headers) of one event version."""
-        document = event.document()
-        if self.cluster:
-            document["orchestrator"]["cluster"] = {"name": self.cluster}
+        """(key, value, headers) of one event version; the value is the document, or the body
+        of kubernetes-event-exporter's ``layout`` (TemplateError if it fails on this event)."""
+        if self.options.layout is not None:
+            value = self.options.layout.encode(event, self.cluster)
+        else:
+            document = event.document()
+            if self.cluster:
+                document["orchestrator"]["cluster"] = {"name": self.cluster}
+            value = orjson.dumps(document)
         headers = [
             ("cluster", self._headers_cluster),
             ("type", event.type.encode()),
             ("version_id", f"{event.uid}.{event.count}".encode()),
         ]
-        return event.uid.encode(), orjson.dumps(document), headers
+        return event.uid.encode(), value, headers
 
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
         from kafka import errors
@@ -466,7 +473,11 @@ class KafkaSink(Sink):
             for index, event in enumerate(events):
                 if event.key in self._acked:
                     continue
-                key, value, headers = self.message(event)
+                try:
+                    key, value, headers = self.message(event)
+                except TemplateError as exc:
+                    rejected.append(Rejected(index, f"the layout failed: {exc}"))
+                    continue
                 try:
                     future = producer.send(self.topic, value=value, key=key, headers=headers)
                 except errors.MessageSizeTooLargeError as exc:

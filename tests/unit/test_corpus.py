@@ -57,7 +57,6 @@ REFUSED = {
     "29-opsgenie-config-bigquery.yaml": (NOT_YET, "type 'bigquery' is not supported"),
     "28-opsgenie-config-example.yaml": (BLANK_KEY, "opsgenie: no API key"),
     "35-davidhernandez21-config-example.yaml": (BLANK_KEY, "opsgenie: no API key"),
-    "58-issue-69-kafka-layout.yaml": (NOT_YET, "kafka.layout is not supported"),
     "40-garagoz-opensearch.yaml": (NOT_YET, "index_format='kube-events': expected a name with"),
     "62-issue-og97-es-cloudid-slack-teams.yaml": (NOT_YET, "elasticsearch: no server given"),
 }
