@@ -294,6 +294,18 @@ def test_slack_chat_post_message_block_kit():
     ]
 
 
+def test_slack_channel_is_a_template_as_in_kubernetes_event_exporter():
+    with SlackReceiver(token="xoxb-1-2-abc", channels=("shop-alerts", "kube-alerts")) as slack:
+        fed = Fed(
+            f"slack:?token=xoxb-1-2-abc&api_url={slack.url}/api"
+            "&channel={{ .InvolvedObject.Namespace }}-alerts&rate=0"
+        )
+        fed.feed([event(), event(ns="kube", obj="dns-1")])
+        assert fed.close() == 0
+    assert slack.problems == []
+    assert [m["channel"] for m in slack.messages] == ["shop-alerts", "kube-alerts"]
+
+
 def test_slack_incoming_webhook_with_kubernetes_event_exporter_attachment():
     with SlackReceiver() as slack:
         s = sink(

@@ -69,7 +69,7 @@ class SlackOptions(ChatOptions):
     DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["1/1s"]}}
 
     token: str | None = option(None, "Bot token (xoxb-...) with chat:write; sends with chat.postMessage.", secret=True, exporter="token")  # fmt: skip
-    channel: str | None = option(None, "Channel id or name (with token).", exporter="channel")
+    channel: str | None = option(None, "Channel id or name (with token); a template, as in kubernetes-event-exporter (channel: \"{{ .InvolvedObject.Namespace }}-alerts\").", exporter="channel")  # fmt: skip
     format: str = option("blocks", "blocks: Block Kit in a coloured attachment; attachments: the classic attachment.", parse=choice("blocks", "attachments"))  # fmt: skip
     footer: str | None = option(None, "Footer template.", exporter="footer")
     author_name: str | None = option(None, "Author template (attachments).", exporter="author_name")  # fmt: skip
@@ -103,6 +103,10 @@ class SlackSink(NotifierSink):
                 f"{self.where}: expected token=...&channel=... (chat.postMessage) or an incoming"
                 " webhook URL: slack:https://hooks.slack.com/services/..."
             )
+        # The exporter renders channel per event: #team-{{ .Namespace }} routes by namespace.
+        self.channel_t = (
+            self.template("channel", o.channel) if o.channel and "{{" in o.channel else None
+        )
         self.footer_t = self.template("footer", o.footer) if o.footer else None
         self.author_t = self.template("author_name", o.author_name) if o.author_name else None
         self.api = o.api_url.rstrip("/")
@@ -160,7 +164,8 @@ class SlackSink(NotifierSink):
                 "attachments": [{"color": n.color, "blocks": blocks}],
             }
         if not self.webhook:
-            message["channel"] = self.options.channel
+            channel = self.channel_t.render(n.data) if self.channel_t else self.options.channel
+            message["channel"] = channel
         return message
 
     def deliver(self, n: Notification) -> None:
