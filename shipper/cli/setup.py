@@ -63,7 +63,11 @@ def setup(args: argparse.Namespace) -> int:
         default = "ism" if sink.expects == "opensearch" else "ilm"
         lifecycle = args.lifecycle or default
         for method, path, body in render_setup(
-            sink.expects, sink.index, mode, None if lifecycle == "none" else lifecycle
+            sink.expects,
+            sink.index,
+            mode,
+            None if lifecycle == "none" else lifecycle,
+            first_index=True,
         ):
             print(f"{method} /{path}")
             print(json.dumps(body, indent=2))

@@ -74,3 +74,15 @@ def test_check_events_refuses_what_is_not_an_event(tmp_path, capsys):
     assert main(["check", "--sink=log", f"--events={bad}"]) == 2
     err = capsys.readouterr().err
     assert "line 2 is not an Event" in err and len(err.strip().splitlines()) == 1
+
+
+def test_setup_print_for_an_alias_shows_the_write_index_the_sink_makes(capsys):
+    assert main(["setup", "--print", "elasticsearch:http://127.0.0.1:9?mode=alias&index=ev"]) == 0
+    out = capsys.readouterr().out
+    assert "PUT /_index_template/ev" in out
+    first = out.index("PUT /ev-000001")
+    assert json.loads(out[first:].split("\n", 1)[1].split("\nPUT ")[0]) == {
+        "aliases": {"ev": {"is_write_index": True}}
+    }
+    assert main(["setup", "--print", "elasticsearch:http://127.0.0.1:9?mode=dated"]) == 0
+    assert "000001" not in capsys.readouterr().out

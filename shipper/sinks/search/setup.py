@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 
 
 def render_setup(
-    flavour: str, index: str, mode: str, lifecycle: str | None
+    flavour: str, index: str, mode: str, lifecycle: str | None, *, first_index: bool = False
 ) -> list[tuple[str, str, dict[str, Any]]]:
-    """The requests that install the schema: (method, path, body), in order, all idempotent."""
+    """The requests that install the schema: (method, path, body), in order, all idempotent.
+    ``first_index``: in alias mode, also the first index behind the alias (the sink makes it
+    itself at start, only when the alias does not exist yet; ``setup --print`` shows it)."""
     template_settings: dict[str, Any] = {}
     if lifecycle == "ilm":
         template_settings["index.lifecycle.name"] = index
@@ -49,6 +51,8 @@ def render_setup(
     if lifecycle == "ism":
         patterns = [index, f".ds-{index}-*"] if mode == "data_stream" else [f"{index}-*"]
         requests.append(("PUT", f"_plugins/_ism/policies/{index}", ism_policy(patterns, index)))
+    if mode == "alias" and first_index:
+        requests.append(("PUT", f"{index}-000001", {"aliases": {index: {"is_write_index": True}}}))
     return requests
 
 
