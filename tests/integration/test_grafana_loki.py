@@ -41,7 +41,9 @@ DATASOURCE_REF = {"type": "loki", "uid": "${datasource}"}
 STEP = 300  # $__interval: 5m
 ALL = "$__all"
 
-pytestmark = pytest.mark.stack("loki")
+# The first module to need Loki builds it from the Go module proxy: about 7 minutes on 2 idle
+# cores from empty caches, more than the default per-test timeout.
+pytestmark = [pytest.mark.stack("loki"), pytest.mark.timeout(1800)]
 
 
 def load() -> dict[str, Any]:

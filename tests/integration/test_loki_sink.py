@@ -45,7 +45,9 @@ from tests.support.kube import bump, core_event, etcd_compact, now
 OUTAGE_SECONDS = float(os.environ.get("KES_OUTAGE_SECONDS", "60"))
 CORPUS = ROOT / "tests" / "corpus" / "exporter" / "22-resmoio-readme-loki.yaml"
 
-pytestmark = pytest.mark.stack("loki")
+# The first module to need Loki builds it from the Go module proxy: about 7 minutes on 2 idle
+# cores from empty caches, more than the default per-test timeout.
+pytestmark = [pytest.mark.stack("loki"), pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="session")
