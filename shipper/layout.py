@@ -42,7 +42,11 @@ class Layout:
 
     def encode(self, event: Event, cluster: str = "") -> bytes:
         """The body as the original marshals it; TemplateError if a template fails."""
-        return encode(self.render(event, cluster)).encode()
+        return self.encode_context(event_context(event, cluster))
+
+    def encode_context(self, data: Any) -> bytes:
+        """:meth:`encode` for an event already made into template data (a notifier has it)."""
+        return encode(_render(self._compiled, data)).encode()
 
     def __repr__(self) -> str:
         return f"Layout({orjson.dumps(self.tree).decode()})"

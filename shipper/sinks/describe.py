@@ -9,7 +9,6 @@ differ from what this module makes, so docs cannot drift from the code.
 from __future__ import annotations
 
 import inspect
-import textwrap
 from typing import Any
 
 from shipper import spec
@@ -208,7 +207,3 @@ def docs_pages() -> dict[str, str]:
     pages = {f"{cls.scheme}.md": sink_page(cls) for cls in registry().classes()}
     pages["common.md"] = common_page()
     return pages
-
-
-def wrap(text: str) -> str:
-    return textwrap.fill(text, 100)

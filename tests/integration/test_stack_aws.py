@@ -206,7 +206,7 @@ def test_wrong_secret_or_key_or_no_signature_is_refused_with_403(service: str) -
     call, *codes = LIST_CALLS[service]
     getattr(client(service), call)()  # the right keys work
     secret = aws_env()["AWS_SECRET_ACCESS_KEY"][::-1]
-    wrong = [{"secret": secret}, {"key": "AKIAWRONGKEY00000000"}, {"unsigned": True}]
+    wrong = [{"secret": secret}, {"key": "KESWRONGTESTKEYID000"}, {"unsigned": True}]
     for kwargs, code in zip(wrong, codes, strict=True):
         with pytest.raises(ClientError) as caught:
             getattr(client(service, **kwargs), call)()

@@ -64,14 +64,17 @@ def test_layout_errors_are_found_at_start_and_name_the_key():
 
 
 def test_a_template_failing_on_one_event_dead_letters_that_event_only(capfdbinary):
+    # index with an int key fails at run time, on the events that reach it only
     sink, _ = build_sink(
-        'log?layout={"c": "{{ .Count | add1 }}", "x": "{{ index .InvolvedObject.Labels 1 }}"}',
+        'log?layout={"r": "{{ .Reason }}{{ if eq .Reason \\"Bad\\" }}'
+        '{{ index .InvolvedObject.Labels 1 }}{{ end }}"}',
         SinkContext("", None),
     )
     sink.open()
-    rejected = sink.write([event(), event()])
-    assert [r.index for r in rejected] == [0, 1]
+    rejected = sink.write([event(), event(reason="Bad"), event()])
+    assert [r.index for r in rejected] == [1]
     assert "the layout failed" in rejected[0].reason
+    assert capfdbinary.readouterr().out == b'{"r":"BackOff"}\n{"r":"BackOff"}\n'
 
 
 def test_file_sink_writes_a_pipe_once_per_event():

@@ -27,7 +27,8 @@ def test_metrics_have_the_process_and_python_series_build_info_and_no_created():
     )
     assert "_created" not in text
     # two daemons in one process (tests do that) keep their own series
-    assert generate_latest(Metrics().registry)
+    other = generate_latest(Metrics().registry).decode()
+    assert 'sink="log"' in text and 'sink="log"' not in other
 
 
 def _record(message: str) -> logging.LogRecord:

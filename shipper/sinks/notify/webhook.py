@@ -194,7 +194,7 @@ class WebhookSink(NotifierSink):
     def _body(self, n: Notification) -> bytes:
         layout = self.options.layout
         if layout is not None:  # kubernetes-event-exporter's layout: its body, byte for byte
-            return layout.encode(n.event, self.cluster)
+            return layout.encode_context(n.data)  # n.data: the event's template data, built once
         return (
             self.body_t.render_json(n.data) if self.json else self.body_t.render(n.data)
         ).encode()
