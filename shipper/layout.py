@@ -40,6 +40,10 @@ class Layout:
         """The rendered tree (dicts, lists, strings and None)."""
         return _render(self._compiled, event_context(event, cluster))
 
+    def render_context(self, data: Any) -> Any:
+        """:meth:`render` for an event already made into template data (a notifier has it)."""
+        return _render(self._compiled, data)
+
     def encode(self, event: Event, cluster: str = "") -> bytes:
         """The body as the original marshals it; TemplateError if a template fails."""
         return self.encode_context(event_context(event, cluster))

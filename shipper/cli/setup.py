@@ -52,22 +52,17 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 def setup(args: argparse.Namespace) -> int:
     from shipper.sinks.base import SinkContext, TransientError
     from shipper.sinks.factory import build_sink
-    from shipper.sinks.search import ElasticsearchSink, render_setup, run_setup
+    from shipper.sinks.search import ElasticsearchSink, run_setup
 
     setup_logging(args.log_level, "text")
     sink, _ = build_sink(args.sink, SinkContext(cluster="", state_dir=None))
     if not isinstance(sink, ElasticsearchSink):
         raise UsageError(f"setup: {sink.scheme} needs no setup (elasticsearch and opensearch do)")
     if args.print_only:
-        mode = sink.options.mode if sink.options.mode != "auto" else "data_stream"
         default = "ism" if sink.expects == "opensearch" else "ilm"
         lifecycle = args.lifecycle or default
-        for method, path, body in render_setup(
-            sink.expects,
-            sink.index,
-            mode,
-            None if lifecycle == "none" else lifecycle,
-            first_index=True,
+        for method, path, body in sink.setup_requests(
+            sink.planned_mode(), None if lifecycle == "none" else lifecycle, first_index=True
         ):
             print(f"{method} /{path}")
             print(json.dumps(body, indent=2))

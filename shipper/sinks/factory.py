@@ -81,12 +81,6 @@ def receiver_uri(receiver: Receiver, where: Where) -> Uri:
             f" (supported: {supported})",
         )
     rest, pairs, unknown = spec.receiver_pairs(cls.Options, receiver.options, where=where.path)
-    if "layout" in unknown:
-        raise where.error(
-            receiver.line,
-            f"receiver {receiver.name!r}: {receiver.kind}.layout is not supported for this"
-            " receiver; it writes the documented schema (README: The event document)",
-        )
     known = ", ".join(sorted(spec.exporter_keys(cls.Options)))
     lines = getattr(receiver.options, "lines", {})
     for key in unknown:

@@ -7,6 +7,9 @@
 - A webhook receiver whose ``layout`` uses sprig functions posts, for each event, exactly the
   body the original posts for the same event (the peer oracle, tests/peer, renders it from
   the Event objects read back from the API server).
+- An opensearch receiver with a ``layout`` and a dateless ``indexFormat`` indexes the documents
+  the original indexes, into the one index named, once per version; a teams receiver with a
+  ``layout`` posts the original's body byte for byte, with its headers.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from pathlib import Path
 
 from kubernetes import client
 
+from tests.integration.test_search_sinks import documents
 from tests.peer import oracle
 from tests.support.common import ROOT, free_port, wait_for
 from tests.support.kube import bump, core_event, now
-from tests.support.receivers import WebhookReceiver
+from tests.support.receivers import TeamsReceiver, WebhookReceiver
 
 CORPUS = ROOT / "tests" / "corpus" / "exporter"
 BITNAMI = next(CORPUS.glob("32-bitnami-*.yaml"))
@@ -134,3 +138,81 @@ def test_a_webhook_layout_with_sprig_posts_exactly_the_originals_body(
     for request in hook.requests:  # the templated header too
         headers = {k.lower(): v for k, v in request.headers.items()}
         assert headers.get("x-reason") == "BackOff"
+
+
+SEARCH_AND_TEAMS_CONFIG = """\
+route:
+  routes:
+    - match:
+        - receiver: search
+        - receiver: teams
+receivers:
+  - name: search
+    opensearch:
+      hosts: ["{search}"]
+      index: "{index}"
+      indexFormat: "{index}"
+      deDot: true
+      layout:
+        msg: "{{{{ .Message }}}}"
+        where: "{{{{ .InvolvedObject.Namespace }}}}/{{{{ .InvolvedObject.Name }}}}"
+        count: "{{{{ .Count }}}}"
+        at: "{{{{ .GetTimestampISO8601 }}}}"
+  - name: teams
+    teams:
+      endpoint: "{teams}"
+      headers:
+        X-Team: ops
+      layout:
+        message: "{{{{ .Message }}}}"
+        reason: "{{{{ .Reason }}}}"
+        metadata:
+          kind: "{{{{ .InvolvedObject.Kind }}}}"
+          name: "{{{{ .InvolvedObject.Name }}}}"
+"""
+
+
+def test_opensearch_and_teams_layouts_send_what_the_original_sends(
+    kube_env, kube_api, namespace, tmp_path, opensearch_url
+):
+    index = f"layout-{uuid.uuid4().hex[:8]}"
+    with TeamsReceiver() as teams:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            SEARCH_AND_TEAMS_CONFIG.format(
+                search=opensearch_url, index=index, teams=teams.url + teams.CONNECTOR
+            )
+        )
+        messages = ['Back-off <restarting> & "failed" é', "Pulled image web:1.2"]
+        created = [
+            core_event(kube_api, namespace, obj=f"app-{i}", message=m, type_="Warning")
+            for i, m in enumerate(messages)
+        ]
+        shipper = PipedShipper(
+            [
+                f"--source=kubernetes:?auth={kube_env['KUBECONFIG']}&namespaces={namespace}",
+                f"--config={config}",
+                f"--state-dir={tmp_path / 'state'}",
+            ],
+            tmp_path,
+        )
+        wait_for(lambda: len(teams.requests) >= 2, timeout=60, what="two Teams posts")
+        wait_for(lambda: len(documents(opensearch_url, index)) >= 2, timeout=60, what="2 docs")
+        assert shipper.stop() == 0, shipper.stderr()[-2000:]
+    listed = client.CoreV1Api(kube_api).list_namespaced_event(namespace, _preload_content=False)
+    answer = oracle.run(config, json.loads(listed.data)["items"])
+    theirs_teams = sorted(oracle.bodies(answer, "teams"))
+    assert len(theirs_teams) == 2
+    assert sorted(r.body.decode() for r in teams.requests) == theirs_teams
+    for request in teams.requests:
+        assert {k.lower(): v for k, v in request.headers.items()}.get("x-team") == "ops"
+    hits = documents(opensearch_url, index)
+    assert {hit["_index"] for hit in hits} == {index}  # indexFormat without a date: that index
+    by_id = {hit["_id"]: hit["_source"] for hit in hits}
+    expected_ids = {f"{e['metadata']['uid']}.1" for e in created}
+    assert set(by_id) == expected_ids  # once per version, under <uid>.<count>
+    theirs_docs = sorted(
+        json.dumps(json.loads(b), sort_keys=True) for b in oracle.bodies(answer, "search")
+    )
+    ours_docs = sorted(json.dumps(doc, sort_keys=True) for doc in by_id.values())
+    assert ours_docs == theirs_docs

@@ -57,8 +57,10 @@ REFUSED = {
     "29-opsgenie-config-bigquery.yaml": (NOT_YET, "type 'bigquery' is not supported"),
     "28-opsgenie-config-example.yaml": (BLANK_KEY, "opsgenie: no API key"),
     "35-davidhernandez21-config-example.yaml": (BLANK_KEY, "opsgenie: no API key"),
-    "40-garagoz-opensearch.yaml": (NOT_YET, "index_format='kube-events': expected a name with"),
-    "62-issue-og97-es-cloudid-slack-teams.yaml": (NOT_YET, "elasticsearch: no server given"),
+    "62-issue-og97-es-cloudid-slack-teams.yaml": (
+        PLACEHOLDER,
+        "cloud_id='...': expected NAME:BASE64",
+    ),
 }
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import re
+from dataclasses import replace
+from urllib.parse import quote
+
 import orjson
 import pytest
 
@@ -24,6 +29,17 @@ def lines(uri: str) -> list[dict]:
         sink.mode = "dated"
     event = normalize(RAW, "MODIFIED", cluster="prod")
     event.labels = {"app": "web", "app.kubernetes.io/name": "web"}
+    return [orjson.loads(line) for line in sink.bulk_body([event]).splitlines() if line]
+
+
+def make_event():
+    event = normalize(RAW, "MODIFIED", cluster="prod")
+    event.labels = {"app": "web", "app.kubernetes.io/name": "web"}
+    return event
+
+
+def lines_of(sink, event) -> list[dict]:
+    sink.mode = sink.planned_mode()
     return [orjson.loads(line) for line in sink.bulk_body([event]).splitlines() if line]
 
 
@@ -63,3 +79,72 @@ def test_a_bad_index_format_is_a_usage_error():
         UsageError, match="parameter index_format='ev-%Y': expected a name with a Go date"
     ):
         build_sink("elasticsearch:http://es:9200?index_format=ev-%25Y", SinkContext("", None))
+
+
+def test_an_index_format_without_a_date_names_one_index():
+    # kubernetes-event-exporter writes indexFormat: "kube-events" to that one index, as named.
+    sink, _ = build_sink(
+        "elasticsearch:http://es:9200?index_format=kube-events-all", SinkContext("", None)
+    )
+    event = make_event()
+    sink.mode = dated_mode = sink.planned_mode()
+    assert dated_mode == "dated"
+    assert sink.target(event) == "kube-events-all"
+    [*_, (_, path, template)] = sink.setup_requests("dated", None)
+    assert path == "_index_template/kube-events"
+    assert template["index_patterns"] == ["kube-events-all"]
+    dated, _ = build_sink(
+        "elasticsearch:http://es:9200?index_format=ev-{2006.01}-x", SinkContext("", None)
+    )
+    dated.mode = dated.planned_mode()
+    assert dated.target(event) == f"ev-{event.timestamp[:4]}.{event.timestamp[5:7]}-x"
+    assert dated.setup_requests("dated", None)[-1][2]["index_patterns"] == ["ev-*"]
+
+
+def test_a_cloud_id_gives_the_server():
+    from shipper.sinks.search.naming import cloud_url
+    from shipper.uri import UsageError
+
+    encoded = base64.b64encode(b"eu-west-1.aws.found.io$abc123$kib456").decode()
+    sink, _ = build_sink(f"elasticsearch:?cloudID=prod:{encoded}", SinkContext("", None))
+    assert sink.nodes == ["https://abc123.eu-west-1.aws.found.io:443"]
+    with_port = base64.b64encode(b"example.cloud.es.io:9243$es1$kb1").decode().rstrip("=")
+    assert cloud_url(f"x:{with_port}") == "https://es1.example.cloud.es.io:9243"
+    for bad, why in (("...", "expected NAME:BASE64"), ("x:%%%", "not base64"),
+                     ("x:" + base64.b64encode(b"host-only").decode(), "HOST$ELASTICSEARCH_ID")):  # fmt: skip
+        with pytest.raises(UsageError, match=re.escape(why)):
+            build_sink(f"elasticsearch:?cloud_id={quote(bad)}", SinkContext("", None))
+
+
+def test_a_layout_makes_the_document_and_keeps_the_id():
+    layout = quote(
+        '{"msg":"{{ .Message }}","app":"{{ index .InvolvedObject.Labels \\"app.kubernetes.io/name\\" }}"}'
+    )
+    sink, _ = build_sink(f"elasticsearch:http://es:9200?layout={layout}", SinkContext("", None))
+    event = make_event()
+    action, document = lines_of(sink, event)
+    assert action == {"create": {"_index": sink.target(event), "_id": f"{event.uid}.{event.count}"}}
+    # Not de-dotted by default under a layout (as the original), so the dotted key is found.
+    assert document == {"app": "web", "msg": event.message}
+    assert sink.planned_mode() == "dated"
+    requests = sink.setup_requests("dated", None)
+    assert [path for _, path, _ in requests] == [
+        "_component_template/kube-events-settings",
+        "_index_template/kube-events",
+    ]
+    assert requests[-1][2]["composed_of"] == ["kube-events-settings"]
+    dedotted, _ = build_sink(
+        f"elasticsearch:http://es:9200?de_dot=true&layout={layout}", SinkContext("", None)
+    )
+    assert lines_of(dedotted, event)[1] == {"app": "", "msg": event.message}
+
+
+def test_an_event_the_layout_fails_on_is_rejected_alone():
+    layout = quote('{"n":"{{ div 4 .Count }}"}')  # Count 0 divides by zero
+    sink, _ = build_sink(f"elasticsearch:http://es:9200?layout={layout}", SinkContext("", None))
+    sink.mode = sink.planned_mode()
+    good, bad = make_event(), replace(make_event(), uid="u-zero", count=0, wire_count=0)
+    body, sent, failed = sink.bulk_request([bad, good])
+    assert sent == [1]
+    assert [r.index for r in failed] == [0] and "layout" in failed[0].reason
+    assert orjson.loads(body.splitlines()[1]) == {"n": "1"}

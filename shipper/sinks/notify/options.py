@@ -19,6 +19,17 @@ def _kv(text: str) -> str:
 _kv.__name__ = "NAME=TEMPLATE"
 
 
+def parse_header(text: str) -> str:
+    """A request header given as ``NAME=VALUE`` (kept as given; split where it is sent)."""
+    name, sep, _ = text.partition("=")
+    if not sep or not name.strip():
+        raise ValueError("expected NAME=VALUE, e.g. header=Authorization=Bearer $TOKEN")
+    return text
+
+
+parse_header.__name__ = "NAME=VALUE"
+
+
 @dataclass(frozen=True, kw_only=True)
 class NotifyOptions(SinkOptions, TLSTrust, ClusterName, Timeout):
     """What every notifier takes; a vendor changes the defaults with ``DEFAULTS``."""

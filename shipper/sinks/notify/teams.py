@@ -14,6 +14,11 @@ trigger expects: ``{"type": "message", "attachments": [{"contentType":
 the title (coloured by event type), the message, the fields as facts and an Open action for
 ``link_template``.
 
+A kubernetes-event-exporter ``teams`` receiver maps here (``endpoint``, ``headers``,
+``layout``). With a ``layout`` the body is the original's, byte for byte: ``{"summary": "event",
+"text": "Event: M \nStatus: R \nMetadata: D"}``, where M, R and D are the layout's ``message``,
+``reason`` and ``metadata`` as Go's ``%s`` prints them; without one, the card below.
+
 Replies: 2xx is success (connectors answer 200 "1", Workflows 202). A connector's "Microsoft
 Teams endpoint returned HTTP error 429" (even in a 200) and HTTP 429 hold events in a digest;
 401/403/404 (a removed connector, a bad ``sig``) and 5xx are retried with backoff; 400 (a card
@@ -32,19 +37,25 @@ from urllib.parse import urlsplit
 
 from shipper.sinks.base import TransientError
 from shipper.sinks.notify import ChatOptions, Notification, NotifierSink, RateLimited, Refused
-from shipper.spec import option
+from shipper.sinks.notify.options import parse_header
+from shipper.spec import LayoutOption, option
+from shipper.templates.gofmt import sprintf
+from shipper.templates.gojson import encode
 from shipper.uri import choice
 
 CONNECTOR_HOSTS = ("webhook.office.com", "outlook.office.com", "outlook.office365.com")
+#: kubernetes-event-exporter's text for a layout (pkg/sinks/teams.go), spaces before the newlines.
+EXPORTER_TEXT = "Event: %s \nStatus: %s \nMetadata: %s"
 ACCENTS = {"#E01E5A": "Attention", "#2EB67D": "Good", "#ECB22E": "Warning"}
 
 
 @dataclass(frozen=True, kw_only=True)
-class TeamsOptions(ChatOptions):
+class TeamsOptions(ChatOptions, LayoutOption):
     REST = "endpoint"
     DEFAULTS = {**ChatOptions.DEFAULTS, **{"rate": ["4/1s", "60/30s", "100/1h"]}}
 
     format: str = option("auto", "Card type: auto picks by the URL's host.", parse=choice("auto", "messagecard", "adaptivecard"))  # fmt: skip
+    header: list[str] = option([], "A request header NAME=VALUE (repeatable).", parse=parse_header, secret=True, aliases=("headers",), exporter="headers")  # fmt: skip
 
 
 class TeamsSink(NotifierSink):
@@ -75,8 +86,11 @@ class TeamsSink(NotifierSink):
             host = urlsplit(self.uri.rest).hostname or ""
             fmt = "messagecard" if host.endswith(CONNECTOR_HOSTS) else "adaptivecard"
         self.format = fmt
+        self.headers = dict(item.split("=", 1) for item in self.options.header)
 
     def payload(self, n: Notification) -> dict[str, Any]:
+        if self.options.layout is not None:
+            return exporter_body(self.options.layout.render_context(n.data))
         text = "\n\n".join(p for p in (*n.labels, n.text) if p)
         facts = [(k, v) for k, v in n.fields if v]
         if self.format == "messagecard":
@@ -116,7 +130,16 @@ class TeamsSink(NotifierSink):
         }]}  # fmt: skip
 
     def deliver(self, n: Notification) -> None:
-        reply = self.http.post_json(self.url, self.payload(n))
+        body = self.payload(n)
+        if self.options.layout is not None:  # the original's bytes: Go's encoding/json
+            reply = self.http.request(
+                "POST",
+                self.url,
+                body=encode(body).encode(),
+                headers={"Content-Type": "application/json", **self.headers},
+            )
+        else:
+            reply = self.http.post_json(self.url, body, self.headers)
         text = reply.text()
         if "returned HTTP error 429" in text:
             raise RateLimited(text[:200], reply.retry_after())
@@ -130,3 +153,10 @@ class TeamsSink(NotifierSink):
                 raise TransientError(f"Teams answered HTTP {reply.status}: {detail}")
             raise Refused(f"HTTP {reply.status}: {detail}")
         self.status_error(reply)
+
+
+def exporter_body(rendered: Any) -> dict[str, str]:
+    """kubernetes-event-exporter's Teams body for a layout: three of its keys printed with %s."""
+    values = rendered if isinstance(rendered, dict) else {}
+    parts = (values.get(key) for key in ("message", "reason", "metadata"))
+    return {"summary": "event", "text": sprintf(EXPORTER_TEXT, *parts)}

@@ -51,6 +51,7 @@ from typing import Any
 
 from shipper.sinks.base import TransientError
 from shipper.sinks.notify import Notification, NotifierSink, NotifyOptions, RateLimited, Refused
+from shipper.sinks.notify.options import parse_header
 from shipper.spec import LayoutOption, option
 from shipper.templates import TemplateError
 from shipper.uri import UsageError, choice
@@ -68,23 +69,13 @@ DEFAULT_BODY = """{
 }"""
 
 
-def _header(text: str) -> str:
-    name, sep, _ = text.partition("=")
-    if not sep or not name.strip():
-        raise ValueError("expected NAME=VALUE, e.g. header=Authorization=Bearer $TOKEN")
-    return text
-
-
-_header.__name__ = "NAME=VALUE"
-
-
 @dataclass(frozen=True, kw_only=True)
 class WebhookOptions(NotifyOptions, LayoutOption):
     REST = "endpoint"
     DEFAULTS = {**NotifyOptions.DEFAULTS, **{"rate": [], "realert": 0.0, "max_age": 0.0}}
 
     method: str = option("POST", "HTTP method.", parse=choice("POST", "PUT", "PATCH", "GET"))
-    header: list[str] = option([], "A request header NAME=VALUE (repeatable).", parse=_header, aliases=("headers",), exporter="headers")  # fmt: skip
+    header: list[str] = option([], "A request header NAME=VALUE (repeatable).", parse=parse_header, aliases=("headers",), exporter="headers")  # fmt: skip
     body_template: str | None = option(None, "File holding the body template.", aliases=("custom_body_file", "body_file"))  # fmt: skip
     custom_body_configmap: str | None = option(None, "ConfigMap whose key 'content' holds the body template (kube-eventer).")  # fmt: skip
     custom_body_configmap_namespace: str = option("default", "Namespace of that ConfigMap.")

@@ -9,10 +9,11 @@
 - :mod:`~shipper.sinks.search.transport`: the clients' transports, plain JSON, errors in words
 """
 
+from shipper.sinks.search.documents import dedot
 from shipper.sinks.search.opensearch import OpenSearchOptions, OpenSearchSink
 from shipper.sinks.search.schema import ILM_POLICY, MAPPING, SETTINGS, component, ism_policy
 from shipper.sinks.search.setup import SetupReport, render_setup, rendered_files, run_setup
-from shipper.sinks.search.sink import ElasticsearchSink, SearchOptions, dedot
+from shipper.sinks.search.sink import ElasticsearchSink, SearchOptions
 
 __all__ = [
     "ILM_POLICY",

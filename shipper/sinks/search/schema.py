@@ -117,11 +117,19 @@ def component(**template: Any) -> dict[str, Any]:
     return {"template": template, "_meta": MANAGED}
 
 
-def index_template(index: str, mode: str, settings: dict[str, Any]) -> dict[str, Any]:
+def index_template(
+    index: str,
+    mode: str,
+    settings: dict[str, Any],
+    patterns: list[str] | None = None,
+    *,
+    mappings: bool = True,
+) -> dict[str, Any]:
+    composed = [f"{index}-settings", f"{index}-mappings"] if mappings else [f"{index}-settings"]
     body: dict[str, Any] = {
-        "index_patterns": index_patterns(index, mode),
+        "index_patterns": patterns or index_patterns(index, mode),
         "priority": priority(index),
-        "composed_of": [f"{index}-settings", f"{index}-mappings"],
+        "composed_of": composed,
         "_meta": {"description": "Kubernetes events shipped by kube-event-shipper", **MANAGED},
     }
     if settings:

@@ -28,11 +28,21 @@ if TYPE_CHECKING:
 
 
 def render_setup(
-    flavour: str, index: str, mode: str, lifecycle: str | None, *, first_index: bool = False
+    flavour: str,
+    index: str,
+    mode: str,
+    lifecycle: str | None,
+    *,
+    first_index: bool = False,
+    patterns: list[str] | None = None,
+    mappings: bool = True,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """The requests that install the schema: (method, path, body), in order, all idempotent.
     ``first_index``: in alias mode, also the first index behind the alias (the sink makes it
-    itself at start, only when the alias does not exist yet; ``setup --print`` shows it)."""
+    itself at start, only when the alias does not exist yet; ``setup --print`` shows it).
+    ``patterns``: the indices the template covers, when ``index_format`` names them rather than
+    ``index``. ``mappings=False`` (a ``layout`` writes documents of the user's own shape): the
+    settings and lifecycle only, and the server maps the fields as it sees them."""
     template_settings: dict[str, Any] = {}
     if lifecycle == "ilm":
         template_settings["index.lifecycle.name"] = index
@@ -43,14 +53,16 @@ def render_setup(
     requests: list[tuple[str, str, dict[str, Any]]] = []
     if lifecycle == "ilm":
         requests.append(("PUT", f"_ilm/policy/{index}", ILM_POLICY))
-    requests += [
-        ("PUT", f"_component_template/{index}-settings", component(settings=SETTINGS)),
-        ("PUT", f"_component_template/{index}-mappings", component(mappings=MAPPING)),
-        ("PUT", f"_index_template/{index}", index_template(index, mode, template_settings)),
-    ]
+    requests.append(("PUT", f"_component_template/{index}-settings", component(settings=SETTINGS)))
+    if mappings:
+        requests.append(
+            ("PUT", f"_component_template/{index}-mappings", component(mappings=MAPPING))
+        )
+    template = index_template(index, mode, template_settings, patterns, mappings=mappings)
+    requests.append(("PUT", f"_index_template/{index}", template))
     if lifecycle == "ism":
-        patterns = [index, f".ds-{index}-*"] if mode == "data_stream" else [f"{index}-*"]
-        requests.append(("PUT", f"_plugins/_ism/policies/{index}", ism_policy(patterns, index)))
+        managed = [index, f".ds-{index}-*"] if mode == "data_stream" else template["index_patterns"]
+        requests.append(("PUT", f"_plugins/_ism/policies/{index}", ism_policy(managed, index)))
     if mode == "alias" and first_index:
         requests.append(("PUT", f"{index}-000001", {"aliases": {index: {"is_write_index": True}}}))
     return requests
@@ -63,6 +75,42 @@ class SetupReport:
     server: str
     mode: str
     actions: list[str] = field(default_factory=list)
+
+
+def install(sink: ElasticsearchSink) -> list[str]:
+    """Put templates and policy (and the first index behind an alias); return what was done."""
+    assert sink.server is not None
+    done = []
+    for method, path, body in sink.setup_requests(sink.mode, sink.server.lifecycle):
+        if path.startswith("_plugins/_ism/policies/"):
+            _put_ism_policy(sink, path, body)
+        else:
+            sink.call(method, path, body)
+        done.append(f"{method} /{path}")
+    if sink.mode == "alias" and _bootstrap_alias(sink):
+        done.append(f"PUT /{sink.index}-000001 (write index of alias {sink.index})")
+    return done
+
+
+def _put_ism_policy(sink: ElasticsearchSink, path: str, body: dict[str, Any]) -> None:
+    """ISM policies are versioned: an update needs the current seq_no and primary_term."""
+    assert sink.http is not None
+    status, current = sink.http.request("GET", path)
+    if status == 200:
+        if current.get("policy", {}).get("states") == body["policy"]["states"]:
+            return
+        path += f"?if_seq_no={current['_seq_no']}&if_primary_term={current['_primary_term']}"
+    sink.call("PUT", path, body)
+
+
+def _bootstrap_alias(sink: ElasticsearchSink) -> bool:
+    assert sink.http is not None
+    status, _ = sink.http.request("HEAD", f"_alias/{sink.index}")
+    if status == 200:
+        return False
+    first = {"aliases": {sink.index: {"is_write_index": True}}}
+    sink.call("PUT", f"{sink.index}-000001", first, ok=(400,))  # 400: it exists already
+    return True
 
 
 def run_setup(sink: ElasticsearchSink, say: Callable[[str], None]) -> SetupReport:

@@ -28,6 +28,13 @@ between a write and the next checkpoint, then a rollover, then the restart) can 
 copy in the newer backing index; unique counts on the uid still count it once. ``dated`` mode is
 exact (a version always maps to the same day).
 
+A ``layout`` (kubernetes-event-exporter's) makes each document the layout rendered for the
+event, as the original indexes it (de-dotted only with ``de_dot=true``). The event document's
+mapping is then not installed (settings and lifecycle are), ``mode=auto`` means dated indices (a
+data stream needs an ``@timestamp`` a layout need not give) and the ``_id`` stays
+``<uid>.<count>``; an event the layout fails on is dead-lettered. ``index_format`` without a date
+in braces writes to the one index it names; ``cloud_id`` (``cloudID``) gives the server.
+
 Errors: 429 and 5xx (whole request or any item), connection errors, 401/403 and read-only blocks
 are retried with backoff, forever; a document the mapping rejects (item status 400) goes to the
 dead-letter log and the rest of its batch is kept. The server is detected at start (``GET /``):
@@ -50,14 +57,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.sinks.search.documents import dedot, dedotted
+from shipper.sinks.search.naming import cloud_url, dated_format, dated_patterns, sniffed_nodes
 from shipper.sinks.search.schema import MODES
-from shipper.sinks.search.setup import render_setup
+from shipper.sinks.search.setup import install, render_setup
 from shipper.sinks.search.transport import (
     NDJSON,
     ElasticsearchHttp,
@@ -72,16 +81,19 @@ from shipper.sinks.search.transport import (
 from shipper.spec import (
     ClientCert,
     ClusterName,
+    LayoutOption,
     SinkOptions,
     Timeout,
     TLSTrust,
     check_readable,
     option,
 )
+from shipper.templates import TemplateError
 from shipper.tls import TLSFileError, client_context
 from shipper.uri import (
     UsageError,
     choice,
+    parse_bool,
     parse_nonnegative_int,
     parse_positive_int,
 )
@@ -90,7 +102,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class SearchOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout):
+class SearchOptions(SinkOptions, LayoutOption, TLSTrust, ClientCert, ClusterName, Timeout):
     REST = None  # the receiver's hosts list gives the nodes
     IGNORED = {
         "useEventID": "the _id is always <uid>.<count>, so a replay never adds a copy",
@@ -101,6 +113,12 @@ class SearchOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout):
         [],
         "Server URLs (repeat or comma-separate); the URI's own URL counts as one.",
         exporter="hosts",
+    )
+    cloud_id: str | None = option(
+        None,
+        "Elastic Cloud deployment id (NAME:BASE64, from the console); gives the server URL.",
+        aliases=("cloudID", "cloudId"),
+        exporter="cloudID",
     )
     index: str = option(
         "kube-events", "Data stream, alias, or prefix of the dated indices.", exporter="index"
@@ -134,9 +152,10 @@ class SearchOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout):
         exporter="apiKey",
     )
     pipeline: str | None = option(None, "Ingest pipeline for every document (must exist).")
-    de_dot: bool = option(
-        True,
-        "Replace dots in label and annotation keys with _ (app.kubernetes.io/name -> app_kubernetes_io/name).",
+    de_dot: bool | None = option(
+        None,
+        "Replace dots in label and annotation keys with _ (app.kubernetes.io/name -> app_kubernetes_io/name). Default: true for the event document (its mapping needs it), false under a layout (as kubernetes-event-exporter).",
+        parse=parse_bool,
         aliases=("deDot",),
         exporter="deDot",
     )
@@ -215,12 +234,23 @@ class ElasticsearchSink(Sink):
         if self.options.pipeline:
             self._bulk_path += f"&pipeline={quote(self.options.pipeline, safe='')}"
         self._cluster = self.options.cluster_name
-        self._dated = _dated_format(self.options.index_format, self.index, self.scheme)
+        self._dated = dated_format(self.options.index_format, self.index, self.scheme)
+        self._layout = self.options.layout
+        # The original de-dots only when asked; the event document always needs it (its mapping).
+        de_dot = self.options.de_dot
+        self._de_dot = de_dot if de_dot is not None else self._layout is None
         self._lock = threading.Lock()
 
     def _nodes(self) -> list[str]:
         rest = self.uri.rest
         nodes = ([rest] if rest else []) + list(self.options.nodes)
+        if self.options.cloud_id:
+            try:
+                nodes.append(cloud_url(self.options.cloud_id))
+            except ValueError as exc:
+                raise UsageError(
+                    f"--sink {self.scheme}: parameter cloud_id={self.options.cloud_id!r}: {exc}"
+                ) from None
         if not nodes:
             raise UsageError(
                 f"--sink {self.scheme}: no server given; expected {self.scheme}:http://HOST:9200"
@@ -314,30 +344,13 @@ class ElasticsearchSink(Sink):
         )  # fmt: skip
 
     def sniff(self) -> None:
-        """Use every node with HTTP that the cluster lists. Done here rather than by the clients'
-        sniffers, which send neither our credentials' header nor a media type every server
-        version accepts."""
-        assert self.http is not None
-        reply = self.call("GET", "_nodes/_all/http")
-        scheme = urlsplit(self.nodes[0]).scheme
-        found = []
-        for info in (reply.get("nodes") or {}).values():
-            address = (info.get("http") or {}).get("publish_address") or ""
-            if "/" in address:  # "name/1.2.3.4:9200": the name, the port
-                name, _, ip_port = address.partition("/")
-                address = f"{name}:{ip_port.rpartition(':')[2]}"
-            if ":" in address:
-                found.append(f"{scheme}://{address}")
+        """Use every node with HTTP that the cluster lists (:func:`sniffed_nodes`)."""
+        found = sniffed_nodes(self.call("GET", "_nodes/_all/http"), self.nodes)
         if not found:
             log.warning("Sink %s: sniffing found no HTTP nodes; using the given ones.", self.scheme)
             return
         log.info("Sink %s: sniffed %d node(s): %s.", self.scheme, len(found), ", ".join(found))
-        userinfo = urlsplit(self.nodes[0])
-        if userinfo.username is not None:  # credentials given in the URL go to every node
-            found = [
-                f"{scheme}://{userinfo.netloc.rpartition('@')[0]}@{u.split('://', 1)[1]}"
-                for u in found
-            ]
+        assert self.http is not None
         self.http.close()
         self.http = self.make_http(found)
 
@@ -413,7 +426,9 @@ class ElasticsearchSink(Sink):
         if self.options.index_format:
             return "dated"
         if mode == "auto":
-            return "data_stream" if self.server.data_streams else "dated"
+            # A layout's documents need not carry the @timestamp a data stream requires.
+            usable = self.server.data_streams and self._layout is None
+            return "data_stream" if usable else "dated"
         if mode == "data_stream" and not self.server.data_streams:
             raise TransientError(
                 f"mode=data_stream: {self.server.name} has no data streams here; use mode=dated or mode=alias"
@@ -422,38 +437,29 @@ class ElasticsearchSink(Sink):
 
     def install(self) -> list[str]:
         """Put templates and policy (and the first index behind an alias); return what was done."""
-        assert self.server is not None
-        done = []
-        for method, path, body in render_setup(
-            self.server.flavour, self.index, self.mode, self.server.lifecycle
-        ):
-            if path.startswith("_plugins/_ism/policies/"):
-                self._put_ism_policy(path, body)
-            else:
-                self.call(method, path, body)
-            done.append(f"{method} /{path}")
-        if self.mode == "alias" and self._bootstrap_alias():
-            done.append(f"PUT /{self.index}-000001 (write index of alias {self.index})")
-        return done
+        return install(self)
 
-    def _put_ism_policy(self, path: str, body: dict[str, Any]) -> None:
-        """ISM policies are versioned: an update needs the current seq_no and primary_term."""
-        assert self.http is not None
-        status, current = self.http.request("GET", path)
-        if status == 200:
-            if current.get("policy", {}).get("states") == body["policy"]["states"]:
-                return
-            path += f"?if_seq_no={current['_seq_no']}&if_primary_term={current['_primary_term']}"
-        self.call("PUT", path, body)
+    def setup_requests(
+        self, mode: str, lifecycle: str | None, *, first_index: bool = False
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """What ``setup`` sends for this sink: the event document's mapping unless a layout
+        writes documents of the user's shape, for the indices ``index_format`` names."""
+        dated = mode == "dated"
+        return render_setup(
+            self.expects if self.server is None else self.server.flavour,
+            self.index,
+            mode,
+            lifecycle,
+            first_index=first_index,
+            patterns=dated_patterns(self.index, self.options.index_format) if dated else None,
+            mappings=self._layout is None,
+        )
 
-    def _bootstrap_alias(self) -> bool:
-        assert self.http is not None
-        status, _ = self.http.request("HEAD", f"_alias/{self.index}")
-        if status == 200:
-            return False
-        first = {"aliases": {self.index: {"is_write_index": True}}}
-        self.call("PUT", f"{self.index}-000001", first, ok=(400,))  # 400: it exists already
-        return True
+    def planned_mode(self) -> str:
+        """The mode before the server is asked (``setup --print``)."""
+        if self.options.index_format or (self._layout is not None and self.options.mode == "auto"):
+            return "dated"
+        return "data_stream" if self.options.mode == "auto" else self.options.mode
 
     def check_target(self) -> None:
         """Refuse to write where a mistake would be silent: a missing alias, a missing pipeline."""
@@ -486,7 +492,10 @@ class ElasticsearchSink(Sink):
 
     def _write_chunk(self, events: Sequence[Event], offset: int) -> list[Rejected]:
         assert self.http is not None
-        status, reply = self.http.request("POST", self._bulk_path, self.bulk_body(events), NDJSON)
+        body, sent, failed = self.bulk_request(events)
+        if not sent:  # every layout failed: nothing to send
+            return [Rejected(offset + r.index, r.reason) for r in failed]
+        status, reply = self.http.request("POST", self._bulk_path, body, NDJSON)
         if status == 413 and len(events) > 1:  # the request is too large: halve it
             half = len(events) // 2
             return self._write_chunk(events[:half], offset) + self._write_chunk(
@@ -494,24 +503,27 @@ class ElasticsearchSink(Sink):
             )
         if status != 200:
             raise TransientError(f"_bulk: HTTP {status} {error_text(reply)}")
-        return self._judge_items(reply, len(events), offset)
+        rejected = [Rejected(offset + r.index, r.reason) for r in failed]
+        return rejected + self._judge_items(reply, [offset + p for p in sent])
 
-    def _judge_items(self, reply: Any, count: int, offset: int) -> list[Rejected]:
+    def _judge_items(self, reply: Any, positions: list[int]) -> list[Rejected]:
+        """Per document: done, already there (409), refused for good (400), or retry all."""
         if not isinstance(reply, dict) or not reply.get("errors"):
             return []
         items = reply.get("items") or []
+        count = len(positions)
         if len(items) != count:
             raise TransientError(f"_bulk: {len(items)} results for {count} documents")
         rejected: list[Rejected] = []
         retry: list[str] = []
-        for position, item in enumerate(items):
+        for position, item in zip(positions, items, strict=True):
             result = next(iter(item.values()))
             status = result.get("status", 0)
             if status < 300 or status == 409:  # 409 on create: this version is there already
                 continue
             reason = f"HTTP {status} {error_text(result)}"
             if status == 400:  # the document itself: the mapping refuses it
-                rejected.append(Rejected(offset + position, reason))
+                rejected.append(Rejected(position, reason))
             else:  # 429, 5xx, 403 read-only block, 404 missing alias: try the batch again
                 retry.append(reason)
         if retry:
@@ -520,14 +532,37 @@ class ElasticsearchSink(Sink):
         return rejected
 
     def bulk_body(self, events: Sequence[Event]) -> bytes:
+        body, _, failed = self.bulk_request(events)
+        if failed:
+            raise TemplateError(failed[0].reason)
+        return body
+
+    def bulk_request(self, events: Sequence[Event]) -> tuple[bytes, list[int], list[Rejected]]:
+        """The _bulk body; the positions of the events in it; the events whose layout failed."""
         lines: list[bytes] = []
-        for event in events:
-            document = self.document(event)
+        sent: list[int] = []
+        failed: list[Rejected] = []
+        for position, event in enumerate(events):
+            try:
+                document = self.encoded(event)
+            except TemplateError as exc:
+                failed.append(Rejected(position, f"the layout failed: {exc}"))
+                continue
             action = {"create": {"_index": self.target(event), "_id": f"{event.uid}.{event.count}"}}
             lines.append(orjson.dumps(action))
-            lines.append(orjson.dumps(document))
+            lines.append(document)
+            sent.append(position)
         lines.append(b"")
-        return b"\n".join(lines)
+        return b"\n".join(lines), sent, failed
+
+    def encoded(self, event: Event) -> bytes:
+        """The document's JSON: the event document, or the layout rendered as the original
+        renders it (Go's encoding), after de-dotting when asked."""
+        if self._layout is None:
+            return orjson.dumps(self.document(event))
+        if self._de_dot:
+            event = dedotted(event)
+        return self._layout.encode(event, self._cluster)
 
     def target(self, event: Event) -> str:
         if self.mode == "dated":
@@ -539,7 +574,7 @@ class ElasticsearchSink(Sink):
         document = event.document()
         if self._cluster:
             document["orchestrator"]["cluster"] = {"name": self._cluster}
-        if self.options.de_dot:
+        if self._de_dot:
             dedot(document)
         return document
 
@@ -553,33 +588,3 @@ class ElasticsearchSink(Sink):
 
     def describe(self) -> str:
         return f"{self.scheme} {', '.join(safe_hosts(self.nodes))} index={self.index}"
-
-
-def _dated_format(layout: str | None, index: str, scheme: str) -> str:
-    """A str.format pattern for dated index names: ``INDEX-{Y}.{m}.{d}`` by default, or the
-    Go layout of ``index_format`` (``kube-events-{2006-01-02}``: Go's reference time)."""
-    if not layout:
-        return index.replace("{", "{{").replace("}", "}}") + "-{Y}.{m}.{d}"
-    head, brace, rest = layout.partition("{")
-    go, close, tail = rest.partition("}")
-    if not brace or not close or "2006" not in go:
-        raise UsageError(
-            f"--sink {scheme}: parameter index_format={layout!r}: expected a name with a Go date"
-            " layout in braces, such as kube-events-{2006-01-02}"
-        )
-    for token, field_ in (("2006", "{Y}"), ("01", "{m}"), ("02", "{d}"), ("15", "{H}")):
-        go = go.replace(token, field_)
-    return head + go + tail
-
-
-def dedot(document: dict[str, Any]) -> None:
-    """Dots in label/annotation keys would become object paths, and app=x would then clash with
-    app.kubernetes.io/name=x. Metricbeat's answer: replace them with underscores."""
-    kubernetes = document.get("kubernetes", {})
-    for name in ("labels", "annotations"):
-        values = kubernetes.get(name)
-        if values:
-            kubernetes[name] = {key.replace(".", "_"): value for key, value in values.items()}
-    owner_labels = kubernetes.get("owner", {}).get("labels")
-    if owner_labels:
-        kubernetes["owner"]["labels"] = {k.replace(".", "_"): v for k, v in owner_labels.items()}

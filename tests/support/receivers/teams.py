@@ -28,7 +28,8 @@ class TeamsReceiver(Receiver):
     def route(self, request: Request) -> Reply:
         if request.path == self.CONNECTOR:
             body = self.json_body(request)
-            if body is None or body.get("@type") != "MessageCard":
+            # A MessageCard, or the simple {"text": ...} message the connectors' docs show.
+            if body is None or body.get("@type", "MessageCard") != "MessageCard":
                 return 400, "Bad payload received by generic incoming webhook.", {}
             if not (body.get("summary") or body.get("text")):
                 return 400, "Summary or Text is required.", {}
