@@ -242,6 +242,46 @@ def test_kinesis_records_keyed_by_uid_and_only_documented_copies(run, kube_api, 
     check_document(docs[[doc_version(d) for d in docs].index(version_id(update))], update, namespace)  # fmt: skip
 
 
+def cloudwatch_target() -> tuple[str, Any]:
+    group = f"/kes/{name()}"
+
+    def read(n: int) -> list[dict]:
+        logs = client("logs")
+        streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+        return [json.loads(e["message"]) for s in streams
+                for e in logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"], startFromHead=True)["events"]]  # fmt: skip
+
+    return f"cloudwatch:{group}", read
+
+
+@pytest.mark.parametrize("sink", ["sns", "sqs", "firehose", "eventbridge", "cloudwatch"])
+def test_restart_410_and_start_all_add_only_the_documented_copies(sink, run, kube_api, kube_env, namespace):  # fmt: skip
+    """Services without deduplication: a restart and a 410 re-list send nothing again; only
+    ``--start=all`` re-sends, once, the current version of each event (as the README says)."""
+    uri, read = cloudwatch_target() if sink == "cloudwatch" else target(sink)[::2]
+    shipper = run(f"{uri}{'&' if '?' in uri else '?'}flush_interval=0.2s").start()
+    made = [core_event(kube_api, namespace, obj=f"r{i}") for i in range(3)]
+    update = bump(kube_api, namespace, made[0]["metadata"]["name"], 2, now(2))
+    wait_for(lambda: shipped(shipper, sink) == 4, what="four versions")
+    assert shipper.stop() == 0
+    shipper.start()  # a restart: nothing is new
+    time.sleep(2)
+    assert shipped(shipper, sink) == 0
+    assert shipper.stop() == 0
+    etcd_compact(kube_env["ETCD_URL"])
+    shipper.start()  # a 410 and a re-list: nothing is new
+    time.sleep(2)
+    assert shipped(shipper, sink) == 0
+    assert shipper.stop() == 0
+    shipper.start("--start=all")
+    wait_for(lambda: shipped(shipper, sink) == 3, what="three re-sent")
+    assert shipper.stop() == 0
+    current = {version_id(o) for o in (update, made[1], made[2])}
+    expected = Counter({version_id(made[0]): 1, **{v: 2 for v in current}})
+    wait_for(lambda: Counter(doc_version(d) for d in read(7)) == expected, timeout=30,
+             what=f"{dict(expected)} in the service")  # fmt: skip
+
+
 # -- Firehose, EventBridge, CloudWatch Logs
 
 
