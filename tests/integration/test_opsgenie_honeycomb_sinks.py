@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.common import ROOT, wait_for
-from tests.support.kube import bump, core_event, now
+from tests.support.kube import bump, core_event, etcd_compact, now
 from tests.support.receivers.honeycomb import HoneycombReceiver
 from tests.support.receivers.opsgenie import OpsgenieReceiver
 
@@ -74,7 +74,9 @@ def test_the_exporter_readme_opsgenie_receiver_delivers_and_updates_fold_by_alia
     assert len(api.requests) == 2  # the count update was not re-sent within realert
 
 
-def test_opsgenie_rejection_wrong_key_outage_and_restart(run, kube_api, namespace, tmp_path):
+def test_opsgenie_rejection_wrong_key_outage_and_restart(
+    run, kube_api, kube_env, namespace, tmp_path
+):
     with OpsgenieReceiver(key="og-right-key-42") as api:
         sink = f"--sink=opsgenie:?api_key=og-right-key-42&api_url={api.url}&max_backoff=3s"
         shipper = run(sink).start()
@@ -95,6 +97,10 @@ def test_opsgenie_rejection_wrong_key_outage_and_restart(run, kube_api, namespac
         assert shipper.stop() == 0
         shipper.start()  # a clean restart sends nothing again
         time.sleep(2)
+        assert shipper.stop() == 0
+        etcd_compact(kube_env["ETCD_URL"])
+        shipper.start()  # nor does a 410 and the re-list after it
+        time.sleep(3)
         assert shipper.stop() == 0
         assert len(api.messages) == 4
         letters = (tmp_path / "state" / "dead-letters" / "opsgenie.jsonl").read_text().splitlines()
@@ -118,7 +124,7 @@ def test_opsgenie_rejection_wrong_key_outage_and_restart(run, kube_api, namespac
 
 
 def test_kube_eventers_honeycomb_flag_delivers_and_rejections_are_per_event(
-    run, kube_api, namespace, tmp_path
+    run, kube_api, kube_env, namespace, tmp_path
 ):
     with HoneycombReceiver(key="secretwritekey") as api:
         shipper = run(
@@ -140,6 +146,12 @@ def test_kube_eventers_honeycomb_flag_delivers_and_rejections_are_per_event(
         api.down = False
         wait_for(lambda: len(api.events["mydataset"]) == 6, 60, "the outage's events")
         assert shipper.stop() == 0
+        etcd_compact(kube_env["ETCD_URL"])
+        shipper.start()  # a 410 and a re-list: nothing is new
+        time.sleep(3)
+        assert metric(shipper, "honeycomb", "shipped") == 0
+        assert shipper.stop() == 0
+        assert len(api.events["mydataset"]) == 6
         shipper.start("--start=all")
         wait_for(lambda: metric(shipper, "honeycomb", "shipped") + metric(shipper, "honeycomb", "dead_lettered") >= 6, what="the replay")  # fmt: skip
         assert shipper.stop() == 0

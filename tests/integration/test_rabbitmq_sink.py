@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.common import ROOT, STACK, stack_up, wait_for
-from tests.support.kube import bump, core_event, now
+from tests.support.kube import bump, core_event, etcd_compact, now
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +85,9 @@ def shipped(shipper: Any, outcome: str = "shipped") -> float:
     return shipper.metric("kube_event_shipper_sink_events_total", sink="rabbitmq", outcome=outcome)
 
 
-def test_kube_eventers_uri_delivers_persistent_confirmed_messages(mq, run, kube_api, namespace):
+def test_kube_eventers_uri_delivers_persistent_confirmed_messages(
+    mq, run, kube_api, kube_env, namespace
+):
     exchange = f"x-{uuid.uuid4().hex[:8]}"
     queue = Queue(mq, exchange)
     shipper = run(f"--sink={uri(mq, exchange)}").start()
@@ -102,6 +105,11 @@ def test_kube_eventers_uri_delivers_persistent_confirmed_messages(mq, run, kube_
     document = json.loads(b2)
     assert document["message"] == 'ünï "q"' and document["kubernetes"]["event"]["count"] == 2
 
+    etcd_compact(kube_env["ETCD_URL"])
+    shipper.start()  # a restart into a 410 and a re-list: nothing is sent again
+    time.sleep(3)
+    assert shipped(shipper) == 0
+    assert shipper.stop() == 0
     shipper.start("--start=all")
     wait_for(lambda: shipped(shipper) == 1, what="the retained event re-sent")
     assert shipper.stop() == 0
