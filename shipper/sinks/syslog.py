@@ -49,6 +49,8 @@ batch the sink looks for the server's close (a syslog server never writes to its
 anything to read is a close or a reset): a broken connection is closed, the whole batch is
 retried with backoff on a new connection, and ``sink_up`` is 0 until one succeeds. A refused
 connection, a TLS handshake that fails (certificate, name) or a timeout is one log line per try.
+A syslog server never refuses one message (the protocol has no answer); what can refuse one
+event is its ``layout``, and that event alone is dead-lettered.
 
 Guarantee: UDP: none, at most once: a datagram lost on the way, or sent while the server is down,
 is gone (nothing tells the sender). TCP and TLS: at least once for what the sink can see: a

@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -144,6 +145,32 @@ def test_tcp_once_across_restart_and_410_and_start_all_resends_same_versions(
     final = versions(received(syslog_env, app))
     current = {version_id(o) for o in (update, first[1], first[2], during)}
     assert {v for v in final if final[v] > now_seen[v]} == current
+
+
+def test_an_event_the_layout_fails_on_is_dead_lettered_alone(
+    syslog_env, run, kube_api, namespace, tmp_path
+):
+    """rsyslog never refuses a message (the protocol has no answer); what can refuse one event
+    is its layout, and that event alone goes to the dead letters."""
+    app = f"kes-{uuid.uuid4().hex[:8]}"
+    layout = quote(
+        '{"r":"{{ if eq .Reason \\"Poison\\" }}{{ fail \\"poison\\" }}{{ end }}{{ .Reason }}"}'
+    )
+    shipper = run(
+        f"--sink=syslog:tcp://{syslog_env['SYSLOG_TCP']}?app_name={app}&flush_interval=0.2s"
+        f"&layout={layout}"
+    ).start()
+    poison = core_event(kube_api, namespace, obj="x0", reason="Poison")
+    good = core_event(kube_api, namespace, obj="x1", reason="BackOff")
+    wait_for(lambda: shipped(shipper, outcome="dead_lettered") == 1, what="one dead letter")
+    wait_for(lambda: len(received(syslog_env, app)) == 1, what="the good one")
+    assert shipper.stop() == 0
+    [record] = received(syslog_env, app)
+    assert record["sd"]["version"] == version_id(good)
+    assert json.loads(record["msg"].removeprefix("\ufeff")) == {"r": "BackOff"}  # the BOM
+    [letter] = (tmp_path / "state" / "dead-letters" / "syslog.jsonl").read_text().splitlines()
+    assert json.loads(letter)["document"]["kubernetes"]["event"]["metadata"]["uid"] == poison["metadata"]["uid"]  # fmt: skip
+    assert "poison" in json.loads(letter)["reason"]
 
 
 def stack(command: str, component: str) -> None:
