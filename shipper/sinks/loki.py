@@ -94,7 +94,7 @@ import base64
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -105,6 +105,7 @@ from shipper.errors import one_line
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
 from shipper.sinks.delivery import Outcome, Retry
+from shipper.sinks.dimensions import DIMENSIONS, UNBOUNDED
 from shipper.sinks.influxdb import point_time
 from shipper.sinks.loki_wire import (
     PUSH_PATH,
@@ -132,27 +133,9 @@ DEFAULT_CLUSTER = "default"
 DEFAULT_JOB = "kube-event-shipper"
 
 
-def _component(event: Event) -> str | None:
-    return event.reporting_controller or event.source_component
-
-
 #: label name -> its value for an event (``cluster`` is the sink's own, see LokiSink.__init__)
-LABEL_SOURCES: dict[str, Callable[[Event], str | None]] = {
-    "cluster": lambda event: event.cluster,
-    "namespace": lambda event: event.object_namespace,
-    "kind": lambda event: event.object_kind,
-    "reason": lambda event: event.reason,
-    "type": lambda event: event.type,
-    "component": _component,
-    "host": lambda event: event.source_host,
-    "action": lambda event: event.action,
-}
+LABEL_SOURCES = DIMENSIONS
 DEFAULT_LABELS = ("cluster", "namespace", "kind", "reason", "type")
-#: Names someone may try in labels= whose values are unbounded: one stream per object or event.
-UNBOUNDED = (
-    "uid", "name", "event_name", "object_name", "object_uid", "message", "resource_version",
-    "count", "pod", "pod_name", "object", "first_occurrence", "last_occurrence",
-)  # fmt: skip
 #: Template fields that make a stream per object or per event when used in a stream label.
 _UNBOUNDED_FIELDS = re.compile(r"\.(InvolvedObject\.(Name|UID)|Name|UID|Message|ResourceVersion)\b")
 _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

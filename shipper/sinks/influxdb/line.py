@@ -12,34 +12,16 @@ import hashlib
 from collections.abc import Callable
 
 from shipper.event import Event
+from shipper.sinks.dimensions import DIMENSIONS
 
 MEASUREMENT = "kubernetes_events"
 DEFAULT_DB = "k8s"
 DEFAULT_CLUSTER = "default"
 
 
-def _component(event: Event) -> str | None:
-    return event.reporting_controller or event.source_component
-
-
 #: tag name -> its value for an event (the cluster tag is the sink's own, see ``_tag_getters``)
-TAG_SOURCES: dict[str, Callable[[Event], str | None]] = {
-    "cluster": lambda event: event.cluster,
-    "namespace": lambda event: event.object_namespace,
-    "kind": lambda event: event.object_kind,
-    "reason": lambda event: event.reason,
-    "type": lambda event: event.type,
-    "component": _component,
-    "host": lambda event: event.source_host,
-    "action": lambda event: event.action,
-}
+TAG_SOURCES = DIMENSIONS
 DEFAULT_TAGS = ("cluster", "namespace", "kind", "reason", "type", "component")
-#: Names someone may try in tags= whose values are unbounded: one series per object or event.
-UNBOUNDED = (
-    "uid", "name", "event_name", "object_name", "object_uid", "message", "resource_version",
-    "count", "first_occurrence", "last_occurrence", "object_field_path", "reporting_instance",
-    "pod", "pod_name", "object",
-)  # fmt: skip
 
 #: string fields of withfields=true, after count and message: field name -> value
 STRING_FIELDS: tuple[tuple[str, Callable[[Event], str | None]], ...] = (

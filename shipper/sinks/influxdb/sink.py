@@ -89,6 +89,7 @@ import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.sinks.dimensions import UNBOUNDED
 from shipper.sinks.influxdb.line import (
     DEFAULT_CLUSTER,
     DEFAULT_DB,
@@ -98,7 +99,6 @@ from shipper.sinks.influxdb.line import (
     MEASUREMENT_ESCAPES,
     STRING_FIELDS,
     TAG_SOURCES,
-    UNBOUNDED,
     escape_string,
     escape_tag,
     point_time,
