@@ -21,19 +21,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipper.sinks.base import TransientError
-from shipper.sinks.lines import LinesSink
-from shipper.spec import LayoutOption, SinkOptions, option
+from shipper.sinks.lines import LinesOptions, LinesSink
+from shipper.spec import option
 from shipper.uri import UsageError, parse_nonnegative_int, parse_positive_int
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class FileOptions(SinkOptions, LayoutOption):
+class FileOptions(LinesOptions):
     REST = "path"
     IGNORED = {
         "maxage": "rotated files are kept by count (max_backups), not by age",
-        "deDot": "the document always has de-dotted label keys",
     }
 
     max_size: int = option(

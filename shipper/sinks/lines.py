@@ -8,6 +8,7 @@ write (the file rotates).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import orjson
@@ -15,7 +16,21 @@ import orjson
 from shipper.event import Event
 from shipper.layout import Layout
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.sinks.dedot import dedotted
+from shipper.spec import LayoutOption, SinkOptions, option
 from shipper.templates import TemplateError
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinesOptions(SinkOptions, LayoutOption):
+    """What ``log``, ``file`` and ``pipe`` take besides their target."""
+
+    de_dot: bool = option(
+        False,
+        "Replace dots in label and annotation keys with _, in the document and in what a layout sees (kubernetes-event-exporter's deDot).",
+        aliases=("deDot",),
+        exporter="deDot",
+    )
 
 
 def encode_lines(
@@ -40,6 +55,8 @@ class LinesSink(Sink):
 
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
         assert self.out is not None
+        if getattr(self.options, "de_dot", False):
+            events = [dedotted(event) for event in events]
         payload, rejected = encode_lines(
             events, getattr(self.options, "layout", None), self.ctx.cluster
         )

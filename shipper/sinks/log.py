@@ -15,13 +15,12 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from shipper.sinks.lines import LinesSink
-from shipper.spec import LayoutOption, SinkOptions
+from shipper.sinks.lines import LinesOptions, LinesSink
 
 
 @dataclass(frozen=True, kw_only=True)
-class LogOptions(SinkOptions, LayoutOption):
-    IGNORED = {"deDot": "the document always has de-dotted label keys"}
+class LogOptions(LinesOptions):
+    """``log`` takes the lines sinks' options only."""
 
 
 class LogSink(LinesSink):

@@ -19,15 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipper.sinks.base import TransientError
-from shipper.sinks.lines import LinesSink
-from shipper.spec import LayoutOption, SinkOptions
+from shipper.sinks.lines import LinesOptions, LinesSink
 from shipper.uri import UsageError
 
 
 @dataclass(frozen=True, kw_only=True)
-class PipeOptions(SinkOptions, LayoutOption):
+class PipeOptions(LinesOptions):
     REST = "path"
-    IGNORED = {"deDot": "the document always has de-dotted label keys"}
 
 
 class PipeSink(LinesSink):

@@ -45,6 +45,7 @@ BLANK_KEY = 'apiKey: "" (the Opsgenie Go SDK the original uses refuses a blank k
 
 #: file -> (why it is refused, the message it is refused with)
 REFUSED = {
+    "12-resmoio-readme-stdout.yaml": (THEIRS_TOO, "de_dot='true|false': expected true or false"),
     "14-resmoio-readme-opscenter.invalid.yaml": (THEIRS_TOO, "not valid YAML"),
     "23-opsgenie-readme-route-tree.yaml": (THEIRS_TOO, "match: expected a list"),
     "24-opsgenie-readme-kinesis-typo.yaml": (THEIRS_TOO, "got ['kineis']"),

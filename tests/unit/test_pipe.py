@@ -48,3 +48,24 @@ def test_a_path_that_does_not_exist_is_not_created(tmp_path):
     with pytest.raises(TransientError, match="No such file or directory"):
         sink.open()
     assert not missing.exists()
+
+
+def test_de_dot_is_the_originals_for_the_lines_sinks(tmp_path):
+    """deDot (off by default, as the original's) changes the keys a layout and the document
+    see; without it the dotted keys stay."""
+    event = normalize(RAW, "ADDED")
+    event.labels = {"app.kubernetes.io/name": "web"}
+    layout = '{"l":"{{ toJson .InvolvedObject.Labels }}"}'
+    bodies = {}
+    for name, extra in (("plain", ""), ("dedot", "&deDot=true")):
+        for kind, params in (("layout", f"layout={layout}"), ("document", "")):
+            path = tmp_path / f"{name}-{kind}.jsonl"
+            sink, _ = build_sink(f"file:{path}?{params}{extra}", SinkContext("", None))
+            sink.open()
+            assert not sink.write([event])
+            sink.close()
+            bodies[name, kind] = orjson.loads(path.read_bytes())
+    assert orjson.loads(bodies["plain", "layout"]["l"]) == {"app.kubernetes.io/name": "web"}
+    assert orjson.loads(bodies["dedot", "layout"]["l"]) == {"app_kubernetes_io/name": "web"}
+    assert bodies["plain", "document"]["kubernetes"]["labels"] == {"app.kubernetes.io/name": "web"}
+    assert bodies["dedot", "document"]["kubernetes"]["labels"] == {"app_kubernetes_io/name": "web"}

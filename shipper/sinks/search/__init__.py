@@ -9,7 +9,7 @@
 - :mod:`~shipper.sinks.search.transport`: the clients' transports, plain JSON, errors in words
 """
 
-from shipper.sinks.search.documents import dedot
+from shipper.sinks.dedot import dedot
 from shipper.sinks.search.opensearch import OpenSearchOptions, OpenSearchSink
 from shipper.sinks.search.schema import ILM_POLICY, MAPPING, SETTINGS, component, ism_policy
 from shipper.sinks.search.setup import SetupReport, render_setup, rendered_files, run_setup

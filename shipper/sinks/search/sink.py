@@ -63,7 +63,7 @@ import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.sinks.search.documents import dedot, dedotted
+from shipper.sinks.dedot import dedot, dedotted
 from shipper.sinks.search.naming import cloud_url, dated_format, dated_patterns, sniffed_nodes
 from shipper.sinks.search.schema import MODES
 from shipper.sinks.search.setup import install, render_setup

@@ -1,4 +1,5 @@
-"""What the search sinks do to a document before it is indexed: de-dotting label keys."""
+"""kubernetes-event-exporter's deDot: dots in label and annotation keys become underscores, in
+the event a layout sees and in the document a store indexes (where dots would become paths)."""
 
 from __future__ import annotations
 
