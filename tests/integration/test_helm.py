@@ -79,7 +79,9 @@ class Rendered:
 
     @property
     def container(self) -> dict[str, Any]:
-        (container,) = self.pod["spec"]["containers"]
+        """The shipper's container (sidecars may stand beside it)."""
+        containers = self.pod["spec"]["containers"]
+        (container,) = [c for c in containers if c["name"] == "kube-event-shipper"]
         return container
 
     @property
@@ -579,6 +581,7 @@ RESOURCES = {  # (apiVersion, kind) -> (path prefix, plural, namespaced)
     ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims", True),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments", True),
     ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets", True),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     ("rbac.authorization.k8s.io/v1", "Role"): ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
@@ -642,10 +645,14 @@ def apply(api: Any, doc: dict[str, Any], *, dry_run: bool) -> Any:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
+@pytest.mark.parametrize(
+    "values", [*VALUE_SETS, "conventions"], ids=[*IDS, "conventions"]
+)  # "conventions": CONVENTIONS, every value borrowed from other charts' conventions at once
 def test_the_api_server_accepts_every_manifest(
     helm, kube_api, dry_run_namespace, monitoring_crds, values
 ):
+    if values == "conventions":
+        values = conventions(namespace=None)
     rendered = render(helm, values, namespace=dry_run_namespace)
     for doc in rendered.docs:
         key = (doc["apiVersion"], doc["kind"])
@@ -657,8 +664,14 @@ def test_the_api_server_accepts_every_manifest(
         echoed = orjson.loads(reply.data)
         assert echoed["metadata"]["name"] == doc["metadata"]["name"]
         assert echoed["kind"] == doc["kind"]
-    if values is not None and "monitoring" in values.name:  # the CRD-backed kinds were checked
+    if isinstance(values, Path) and "monitoring" in values.name:  # the CRD kinds were checked
         assert {"ServiceMonitor", "PrometheusRule"} <= {d["kind"] for d in rendered.docs}
+    if isinstance(values, dict):  # the conventions: the NetworkPolicy and extraObjects too
+        kinds = {d["kind"] for d in rendered.docs}
+        assert {"NetworkPolicy", "ServiceMonitor", "PrometheusRule", "Role"} <= kinds
+        names = {d["metadata"]["name"] for d in rendered.all("ConfigMap")}
+        assert {"kes-kube-event-shipper-extra", "kes-from-a-string"} <= names
+        assert [c["name"] for c in rendered.pod["spec"]["initContainers"]] == ["wait-for-es"]
 
 
 class Installed:
@@ -769,10 +782,13 @@ def checkpoint_uids(admin: Any, namespace: str, name: str) -> set[str]:
 
 
 def pod_chain(admin: Any, ns: str) -> Any:
-    """Deployment -> ReplicaSet -> Pod, as a rollout makes them (no controller-manager here)."""
+    """Deployment -> ReplicaSet -> Pod, as a rollout makes them. Without a controller-manager
+    the test makes the Pod itself; with one (the stack's node component is up) the ReplicaSet's
+    own Pod is the chain's, and the Deployment is paused so that it keeps this ReplicaSet
+    instead of rolling out one of its own and scaling this one, and its Pod, away."""
     apps, core = client.AppsV1Api(admin), client.CoreV1Api(admin)
     selector = {"matchLabels": {"app": "web"}}
-    template = {"metadata": {"labels": {"app": "web"}},
+    template = {"metadata": {"labels": {"app": "web", "pod-template-hash": "5d8f"}},
                 "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}  # fmt: skip
 
     def owner(obj: Any, kind: str) -> dict[str, Any]:
@@ -781,7 +797,7 @@ def pod_chain(admin: Any, ns: str) -> Any:
 
     deployment = apps.create_namespaced_deployment(ns, {
         "metadata": {"name": "web", "labels": {"app": "web", "team": "payments"}},
-        "spec": {"replicas": 1, "selector": selector, "template": template},
+        "spec": {"replicas": 1, "selector": selector, "template": template, "paused": True},
     })  # fmt: skip
     replica_set = apps.create_namespaced_replica_set(ns, {
         "metadata": {"name": "web-5d8f", "labels": {"app": "web"},
@@ -789,6 +805,19 @@ def pod_chain(admin: Any, ns: str) -> Any:
         "spec": {"replicas": 1, "selector": selector, "template": template},
     })  # fmt: skip
     ensure_service_account(core, ns)
+
+    def made_by_the_replica_set() -> Any:
+        for pod in core.list_namespaced_pod(ns, label_selector="app=web").items:
+            if any(
+                ref.uid == replica_set.metadata.uid for ref in pod.metadata.owner_references or []
+            ):
+                return pod
+        return None
+
+    try:
+        return wait_for(made_by_the_replica_set, 5, "a controller-manager to make the Pod")
+    except AssertionError:  # none runs: make the Pod as the ReplicaSet would
+        pass
     return core.create_namespaced_pod(ns, {
         "metadata": {"name": "web-5d8f-x2k", "labels": {"app": "web", "pod-template-hash": "5d8f"},
                      "ownerReferences": [owner(replica_set, "ReplicaSet")]},
@@ -826,11 +855,15 @@ def test_the_shipper_ships_with_the_charts_service_account_and_nothing_more(
     about_pod = event_about_pod(kube_api, namespace, pod)
     plain = core_event(kube_api, namespace, reason="FailedMount", obj="gone-pod")
     shipper = shipper_factory(chart.args(tmp_path / "state", ["log"])).start()
-    docs = wait_for(
-        lambda: len(shipper.stdout_docs()) == 2 and shipper.stdout_docs(), what="two events"
-    )
-    by_uid = {d["kubernetes"]["event"]["metadata"]["uid"]: d for d in docs}
-    assert set(by_uid) == {about_pod["metadata"]["uid"], plain["metadata"]["uid"]}
+    mine = {about_pod["metadata"]["uid"], plain["metadata"]["uid"]}
+
+    def shipped() -> dict[str, Any]:  # with a node up, its controllers and kubelet add events
+        docs = shipper.stdout_docs()
+        return {d["kubernetes"]["event"]["metadata"]["uid"]: d for d in docs}
+
+    by_uid = wait_for(lambda: mine <= set(shipped()) and shipped(), what="the two events")
+    by_uid = {uid: doc for uid, doc in by_uid.items() if uid in mine}
+    assert set(by_uid) == mine
     enriched = by_uid[about_pod["metadata"]["uid"]]["kubernetes"]
     # The chart's enrichment rules are enough for the whole chain: Pod, ReplicaSet, Deployment.
     assert enriched["labels"] == {"app": "web", "pod-template-hash": "5d8f"}
@@ -941,26 +974,28 @@ def test_leader_election_on_the_charts_lease_rules(
 
 
 def test_notes_say_how_to_see_it_working(helm, kube_env):
+    # A release name of its own: the stack's API server is shared, and helm refuses to install
+    # over a ClusterRole that another release (e.g. one installed on the node) owns.
+    release = f"kes-{uuid.uuid4().hex[:6]}"
+    deploy = f"deployment/{release}-kube-event-shipper"
     done = subprocess.run(
-        [helm, "install", "kes", str(CHART), "--namespace", "monitoring", "--dry-run=client",
+        [helm, "install", release, str(CHART), "--namespace", "monitoring", "--dry-run=client",
          "--kubeconfig", kube_env["KUBECONFIG"], "--values", str(CHART / "ci" / "leader-election-values.yaml")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     notes = done.stdout.partition("NOTES:")[2]
-    assert "kubectl -n monitoring rollout status deployment/kes-kube-event-shipper" in notes
-    assert "kubectl -n monitoring logs deployment/kes-kube-event-shipper -f" in notes
+    assert f"kubectl -n monitoring rollout status {deploy}" in notes
+    assert f"kubectl -n monitoring logs {deploy} -f" in notes
     assert "kube_event_shipper_(sink_events_total|watch_ready|leader)" in notes
     assert "get lease kube-event-shipper-leader" in notes
     default = subprocess.run(
-        [helm, "install", "kes", str(CHART), "--namespace", "monitoring", "--dry-run=client",
+        [helm, "install", release, str(CHART), "--namespace", "monitoring", "--dry-run=client",
          "--kubeconfig", kube_env["KUBECONFIG"]],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert (
-        "exec deployment/kes-kube-event-shipper -- kube-event-shipper query --since=1h"
-        in default.stdout
-    )
+    assert default.returncode == 0, default.stderr
+    assert f"exec {deploy} -- kube-event-shipper query --since=1h" in default.stdout
 
 
 # -- the image the chart runs
@@ -985,7 +1020,7 @@ def test_the_dockerfile_builds_what_the_chart_expects():
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ignore[ignore.index("*") :][:4] == ["*", "!pyproject.toml", "!README.md", "!shipper/"]
     # The default image is documented where users look for it.
-    image = f"{values['image']['repository']}:{chart['appVersion']}"
+    image = f"{values['image']['registry']}/{values['image']['repository']}:{chart['appVersion']}"
     assert image in (ROOT / "README.md").read_text()
     assert values["image"]["repository"] in (CHART / "README.md").read_text()
     assert f"`{chart['appVersion']}`" in (CHART / "README.md").read_text()
@@ -1005,7 +1040,9 @@ def rule_files(helm: str, tmp_path: Path, release: str = "kes") -> tuple[Path, P
     rules = tmp_path / f"rules-{release}.yaml"
     rules.write_text(yaml.safe_dump(rule["spec"]))
     tests = tmp_path / f"tests-{release}.yaml"
-    tests.write_text(ALERT_TESTS.read_text().replace("[RULES]", f"[{rules}]"))
+    runbooks = yaml.safe_load((CHART / "values.yaml").read_text())["prometheusRule"]["runbookUrl"]
+    text = ALERT_TESTS.read_text().replace("[RULES]", f"[{rules}]")
+    tests.write_text(text.replace("[RUNBOOKS]", runbooks))
     return rules, tests
 
 
@@ -1053,3 +1090,558 @@ def test_the_alerts_use_metrics_the_shipper_exports(helm):
         for name in re.findall(r"\b(kube_event_shipper_\w+)\{", item["expr"])
     }
     assert len(used) == 7 and used <= {*served, *(f"{n}_total" for n in served)}, used - served
+
+
+# -- the conventions of the charts users already run (prometheus-community, Bitnami)
+
+
+def conventions(namespace: str | None) -> dict[str, Any]:
+    """Every value borrowed from other charts' conventions at once, with the features whose
+    objects they touch (monitoring, leader election, persistence, a config file, a NetworkPolicy).
+    ``namespace``: namespaceOverride (None: none)."""
+    values: dict[str, Any] = {
+        "global": {"imageRegistry": "mirror.example.com", "imagePullSecrets": ["mirror-pull"]},
+        "imagePullSecrets": [{"name": "team-pull"}, "mirror-pull"],
+        "commonLabels": {"team": "platform", "cost-center": "{{ .Release.Name }}-cc"},
+        "replicas": 2,
+        "persistence": {"enabled": True, "accessModes": ["ReadWriteMany"]},
+        "service": {"enabled": True},
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboards": {"enabled": True},
+        "sinks": ["elasticsearch:https://es.logging:9200?index=kube-events", "log"],
+        "config": {"receivers": [{"name": "k", "kafka": {"brokers": ["kafka-0.kafka:9092"]}}]},
+        "networkPolicy": {
+            "enabled": True,
+            "metricsFrom": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    }
+                }
+            ],
+            "egress": {"apiServerCIDRs": ["10.0.0.1/32"], "sinkPorts": [8443, "1514/UDP"]},
+            "extraEgress": [
+                {
+                    "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                    "ports": [{"port": 5044, "protocol": "TCP"}],
+                }
+            ],
+        },
+        "initContainers": [
+            {
+                "name": "wait-for-es",
+                "image": "busybox:1.36",
+                "command": ["sh", "-c", "until nc -z es.logging 9200; do sleep 2; done"],
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
+            }
+        ],
+        "sidecars": [
+            {
+                "name": "proxy",
+                "image": "{{ .Values.global.imageRegistry }}/egress-proxy:1.0",
+                "args": ["--cluster={{ .Release.Name }}"],
+            }
+        ],
+        "extraObjects": [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": '{{ include "kes.fullname" . }}-extra',
+                    "namespace": '{{ include "kes.namespace" . }}',
+                },
+                "data": {"release": "{{ .Release.Name }}"},
+            },
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-from-a-string\n"
+            '  namespace: {{ include "kes.namespace" . }}\ndata:\n  replicas: "{{ .Values.replicas }}"\n',
+        ],
+    }
+    if namespace:
+        values["namespaceOverride"] = namespace
+    return values
+
+
+def pod_containers(rendered: Rendered) -> list[dict[str, Any]]:
+    return list(rendered.pod["spec"]["containers"])
+
+
+def test_lint_strict_with_every_convention(helm, tmp_path):
+    values = tmp_path / "conventions.yaml"
+    values.write_text(json.dumps(conventions("shippers")))
+    done = subprocess.run([helm, "lint", "--strict", str(CHART), "--values", str(values)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[WARNING]" not in done.stdout and "[ERROR]" not in done.stdout
+
+
+def test_image_registry_global_registry_and_pull_secrets(helm):
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    version = chart["appVersion"]
+
+    def image(values: dict[str, Any]) -> str:
+        return str(render(helm, values).container["image"])
+
+    assert image({}) == f"ghcr.io/kube-event-shipper/kube-event-shipper:{version}"
+    assert (
+        image({"image": {"registry": "registry.example.com"}})
+        == f"registry.example.com/kube-event-shipper/kube-event-shipper:{version}"
+    )
+    # global.imageRegistry (a parent chart's, a mirror's) wins over image.registry
+    assert (
+        image({"global": {"imageRegistry": "mirror.example.com:5000"},
+               "image": {"registry": "registry.example.com", "tag": "0.2.0"}})
+        == "mirror.example.com:5000/kube-event-shipper/kube-event-shipper:0.2.0"
+    )  # fmt: skip
+    assert image({"image": {"registry": "", "repository": "kes"}}) == f"kes:{version}"
+    # a repository that names its registry itself is used as it is (the node's dev image)
+    assert (
+        image({"image": {"repository": "localhost/kube-event-shipper", "tag": "dev"}})
+        == "localhost/kube-event-shipper:dev"
+    )
+    assert (
+        image({"global": {"imageRegistry": "mirror.example.com"},
+               "image": {"repository": "registry.example.com:5000/kes"}})
+        == f"registry.example.com:5000/kes:{version}"
+    )  # fmt: skip
+    digest = "sha256:" + "ab" * 32
+    assert image({"image": {"digest": digest}}).endswith(f"kube-event-shipper:{version}@{digest}")
+
+    assert "imagePullSecrets" not in render(helm).pod["spec"]
+    secrets = render(helm, {
+        "global": {"imagePullSecrets": ["mirror", {"name": "shared"}]},
+        "imagePullSecrets": ["team", {"name": "mirror"}],
+    }).pod["spec"]["imagePullSecrets"]  # fmt: skip
+    assert secrets == [{"name": "mirror"}, {"name": "shared"}, {"name": "team"}]  # once each
+
+
+def test_common_labels_on_every_object_and_the_pods(helm):
+    values = conventions(namespace=None)
+    values["commonLabels"]["app.kubernetes.io/name"] = "not-this"  # the chart's own win
+    values["podLabels"] = {"team": "events"}  # an object's own labels win over commonLabels
+    values["service"]["labels"] = {"team": "metrics"}
+    rendered = render(helm, values)
+    assert len(rendered.docs) >= 15, rendered.kinds()
+    extra = {"kes-from-a-string", "kes-kube-event-shipper-extra"}  # extraObjects: as written
+    owned = [d for d in rendered.docs if d["metadata"]["name"] not in extra]
+    for doc in owned:
+        labels = doc["metadata"]["labels"]
+        assert labels["cost-center"] == "kes-cc", doc["kind"]  # rendered with tpl
+        assert labels["app.kubernetes.io/name"] == "kube-event-shipper", doc["kind"]
+        expected = "metrics" if doc["kind"] == "Service" else "platform"
+        assert labels["team"] == expected, (doc["kind"], labels)
+    pod = rendered.pod["metadata"]["labels"]
+    assert pod["team"] == "events" and pod["cost-center"] == "kes-cc"
+    selector = rendered.one("Deployment")["spec"]["selector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/name": "kube-event-shipper",
+                        "app.kubernetes.io/instance": "kes"}  # fmt: skip
+    assert selector.items() <= pod.items()
+    plain = render(helm)
+    assert all("team" not in d["metadata"]["labels"] for d in plain.docs)
+
+
+NAMESPACED_KINDS = {kind for (_, kind), (_, _, namespaced) in RESOURCES.items() if namespaced}
+
+
+def test_namespace_override_moves_every_namespaced_object(helm):
+    rendered = render(helm, conventions("shippers"), namespace="monitoring")
+    namespaced = [d for d in rendered.docs if d["kind"] in NAMESPACED_KINDS]
+    assert {"Deployment", "ServiceAccount", "ConfigMap", "Role", "RoleBinding", "Service",
+            "ServiceMonitor", "PrometheusRule", "NetworkPolicy", "PodDisruptionBudget",
+            "PersistentVolumeClaim"} <= {d["kind"] for d in namespaced}  # fmt: skip
+    for doc in namespaced:
+        assert doc["metadata"]["namespace"] == "shippers", (doc["kind"], doc["metadata"])
+    assert rendered.flag("checkpoint") == ["configmap:shippers/kes-kube-event-shipper-checkpoint"]
+    assert rendered.flag("leader-elect-lease") == ["shippers/kes-kube-event-shipper"]
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        for binding in rendered.all(kind):
+            assert binding["subjects"][0]["namespace"] == "shippers"
+    monitor = rendered.one("ServiceMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["shippers"]}
+    rules = rendered.one("PrometheusRule")["spec"]["groups"][0]["rules"]
+    assert all('namespace="shippers"' in r["expr"] for r in rules)
+    text = json.dumps([d for d in rendered.docs if d["kind"] != "NetworkPolicy"])  # metricsFrom
+    leftover = text.replace("monitoring.coreos.com", "").replace("kube-prometheus-stack", "")
+    assert "monitoring" not in leftover  # the release's namespace is nowhere
+    # namespaced RBAC watches the override namespace by default
+    team = render(helm, {"namespaceOverride": "team-a", "rbac": {"namespaced": True}},
+                  namespace="default")  # fmt: skip
+    assert team.flag("source") == ["kubernetes:?namespaces=team-a"]
+    assert team.one("Role")["metadata"]["namespace"] == "team-a"
+
+
+def test_the_api_server_accepts_the_namespace_override(
+    helm, kube_api, dry_run_namespace, monitoring_crds
+):
+    """The release's namespace does not exist: had any namespaced object stayed there instead of
+    namespaceOverride's, the API server would refuse it (namespace not found)."""
+    absent = f"absent-{uuid.uuid4().hex[:8]}"
+    rendered = render(helm, conventions(dry_run_namespace), namespace=absent)
+    for doc in rendered.docs:
+        reply = apply(kube_api, doc, dry_run=True)
+        assert reply.status in (200, 201), (
+            f"{doc['kind']}/{doc['metadata']['name']}: {reply.data!r}"
+        )
+    # ... and the check can fail: the same objects in the absent namespace are refused
+    deployment = rendered.one("Deployment")
+    deployment["metadata"]["namespace"] = absent
+    reply = apply(kube_api, deployment, dry_run=True)
+    assert reply.status == 404 and b"not found" in reply.data, reply.data
+
+
+def test_extra_objects_are_rendered_with_tpl(helm):
+    rendered = render(helm, conventions("shippers"))
+    extra = rendered.one("ConfigMap", "kes-kube-event-shipper-extra")
+    assert extra["metadata"]["namespace"] == "shippers"
+    assert extra["data"] == {"release": "kes"}
+    from_string = rendered.one("ConfigMap", "kes-from-a-string")
+    assert from_string["data"] == {"replicas": "2"}
+    assert not [d for d in render(helm).docs if d["metadata"]["name"].endswith("-extra")]
+    stderr = refused(helm, {"extraObjects": [{"kind": "ConfigMap", "metadata": {"name": "x"}}]})
+    assert "extraObjects" in stderr
+
+
+def test_init_containers_and_sidecars_join_the_pod(helm):
+    rendered = render(helm, conventions(namespace=None))
+    containers = pod_containers(rendered)
+    assert [c["name"] for c in containers] == ["kube-event-shipper", "proxy"]  # the shipper first
+    proxy = containers[1]
+    assert proxy["image"] == "mirror.example.com/egress-proxy:1.0"  # tpl
+    assert proxy["args"] == ["--cluster=kes"]
+    (init,) = rendered.pod["spec"]["initContainers"]
+    assert init["name"] == "wait-for-es" and init["image"] == "busybox:1.36"
+    assert (
+        containers[0]["args"]
+        == render(
+            helm,
+            {k: v for k, v in conventions(None).items() if k not in ("initContainers", "sidecars")},
+        ).args
+    )  # the shipper's own container is untouched
+    default = render(helm)
+    assert "initContainers" not in default.pod["spec"]
+    assert [c["name"] for c in pod_containers(default)] == ["kube-event-shipper"]
+    assert "sidecars" in refused(helm, {"sidecars": [{"name": "no-image"}]})
+    assert "initContainers" in refused(helm, {"initContainers": [{"image": "no-name"}]})
+
+
+# -- the NetworkPolicy
+
+
+def policy(rendered: Rendered) -> dict[str, Any]:
+    return rendered.one("NetworkPolicy")["spec"]
+
+
+def port_set(rule: dict[str, Any]) -> set[str]:
+    return {f"{p['port']}/{p['protocol']}" for p in rule.get("ports", [])}
+
+
+def sink_ports(helm: str, values: dict[str, Any] | Path) -> set[str]:
+    """The ports the NetworkPolicy opens for the sinks: its egress rules other than DNS (53) and
+    the API server's (443 and 6443 with no sink, see the default policy below)."""
+    if isinstance(values, Path):
+        values = yaml.safe_load(values.read_text())
+    rendered = render(helm, {**values, "networkPolicy": {"enabled": True}})
+    rules = policy(rendered)["egress"]
+    assert port_set(rules[0]) == {"53/UDP", "53/TCP"} and "to" not in rules[0]
+    assert port_set(rules[1]) == {"443/TCP", "6443/TCP"}  # the API server
+    assert len(rules) <= 3, rules
+    return port_set(rules[2]) if len(rules) == 3 else set()
+
+
+def test_no_network_policy_unless_enabled_and_what_the_default_allows(helm):
+    assert not render(helm).all("NetworkPolicy")
+    rendered = render(helm, {"networkPolicy": {"enabled": True}, "containerPort": 9090})
+    spec_ = policy(rendered)
+    assert spec_["podSelector"]["matchLabels"].items() <= rendered.pod["metadata"]["labels"].items()
+    assert spec_["policyTypes"] == ["Ingress", "Egress"]
+    assert spec_["ingress"] == [{"ports": [{"port": 9090, "protocol": "TCP"}]}]  # from anyone
+    assert [port_set(r) for r in spec_["egress"]] == [{"53/UDP", "53/TCP"}, {"443/TCP", "6443/TCP"}]
+    assert all("to" not in r for r in spec_["egress"])  # the embedded store: no sink egress
+
+
+def test_network_policy_values(helm):
+    rendered = render(helm, conventions(namespace=None))
+    spec_ = policy(rendered)
+    assert spec_["ingress"] == [{
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+    }]  # fmt: skip
+    dns, api, sinks, extra = spec_["egress"]
+    assert port_set(dns) == {"53/UDP", "53/TCP"}
+    assert api["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    # elasticsearch :9200 (a sink), kafka :9092 (a receiver of the config file), log nothing,
+    # plus sinkPorts
+    assert port_set(sinks) == {"9200/TCP", "9092/TCP", "8443/TCP", "1514/UDP"}
+    assert [p["port"] for p in sinks["ports"]] == [1514, 8443, 9092, 9200]  # in port order
+    assert extra == {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                     "ports": [{"port": 5044, "protocol": "TCP"}]}  # fmt: skip
+    no_dns = render(helm, {"networkPolicy": {"enabled": True, "egress": {"dns": False}}})
+    assert [port_set(r) for r in policy(no_dns)["egress"]] == [{"443/TCP", "6443/TCP"}]
+    templated = render(helm, {"networkPolicy": {"enabled": True, "extraIngress": [
+        {"ports": [{"port": "{{ .Values.containerPort }}", "protocol": "TCP"}],
+         "from": [{"podSelector": {"matchLabels": {"app": "{{ .Release.Name }}-probe"}}}]}]}})  # fmt: skip
+    assert policy(templated)["ingress"][1]["from"][0]["podSelector"]["matchLabels"] == {
+        "app": "kes-probe"
+    }
+    assert "networkPolicy" in refused(helm, {"networkPolicy": {"egress": {"sinkPorts": ["http"]}}})
+    assert "networkPolicy" in refused(helm, {"networkPolicy": {"enable": True}})
+
+
+CI_SINK_PORTS = {  # the example value sets: the ports their sinks talk to
+    "elasticsearch": {"9200/TCP"},
+    "opensearch": {"9200/TCP"},
+    "influxdb": {"8086/TCP"},
+    "kafka": {"9092/TCP"},  # the config file's receiver; the sqlite sink needs nothing
+    "mysql": {"3306/TCP"},
+    "notify": {"443/TCP"},  # slack (no URL: its API) and a https webhook; log nothing
+    "enrichment": set(),  # a stdout receiver
+    "leader-election": set(),
+    "monitoring": set(),
+    "namespaced": set(),
+    "sqlite": set(),
+}
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=IDS[1:])
+def test_network_policy_opens_the_ports_of_the_example_sinks(helm, values):
+    assert sink_ports(helm, values) == CI_SINK_PORTS[values.name.removesuffix("-values.yaml")]
+
+
+@pytest.mark.parametrize(
+    ("sink", "ports"),
+    [
+        ("elasticsearch:https://es.logging:9200?index=k", {"9200/TCP"}),
+        ("elasticsearch:https://search.example.com?index=k", {"443/TCP"}),
+        ("elasticsearch:?nodes=http://es-0:9200,http://es-1:9201", {"9200/TCP", "9201/TCP"}),
+        ("influxdb:http://influxdb.monitoring", {"80/TCP"}),
+        ("loki:http://loki.monitoring:3100", {"3100/TCP"}),
+        ("kafka:?brokers=k0.kafka:9093&brokers=k1.kafka:9094", {"9093/TCP", "9094/TCP"}),
+        ("kafka:?brokers=kafka-bootstrap", {"9092/TCP"}),
+        ("mysql:?u:$P@tcp(db.mysql:3307)/k8s", {"3307/TCP"}),
+        ("mysql:?u:$P@tcp(db.mysql)/k8s", {"3306/TCP"}),
+        ("mysql://u@db.mysql/k8s", {"3306/TCP"}),
+        ("rabbitmq:?host=rabbit&port=5673&exchange=x", {"5673/TCP"}),
+        ("rabbitmq:?host=rabbit&exchange=x", {"5672/TCP"}),
+        ("syslog:udp://syslog.logging", {"514/UDP"}),
+        ("syslog:udp://syslog.logging:1514", {"1514/UDP"}),
+        ("syslog:tcp://syslog.logging", {"514/TCP"}),
+        ("syslog:tls://syslog.logging", {"6514/TCP"}),
+        ("sns:arn:aws:sns:eu-west-1:123456789012:kube-events", {"443/TCP"}),
+        ("sqs:kube-events?region=eu-west-1", {"443/TCP"}),
+        ("slack:?token=$SLACK_TOKEN&channel=C0123456789", {"443/TCP"}),
+        ("webhook:https://hooks.example.com/k8s?header=Authorization=Bearer ${T}", {"443/TCP"}),
+        ("webhook:http://[fd00::1]:8081/hook", {"8081/TCP"}),
+        ("log", set()),
+        ("stdout", set()),
+        ("sqlite:?retention=24h", set()),
+        ("file:/var/lib/kube-event-shipper/events.jsonl", set()),
+    ],
+)
+def test_network_policy_sink_ports_from_the_uri(helm, sink, ports):
+    assert sink_ports(helm, {"sinks": [sink]}) == ports
+
+
+def test_network_policy_sink_ports_from_the_config_file(helm):
+    config = {
+        "route": {"routes": [{"match": [{"receiver": "es"}]}]},
+        "receivers": [
+            {"name": "es", "elasticsearch": {"hosts": ["https://es.logging:9243"]}},
+            {"name": "queue", "sqs": {"queueName": "kube-events", "region": "eu-west-1"}},
+            {"name": "out", "stdout": {}},
+            {"name": "hook", "webhook": {"endpoint": "http://hooks.internal/k8s"}},
+        ],
+    }
+    assert sink_ports(helm, {"config": config}) == {"9243/TCP", "443/TCP", "80/TCP"}
+    as_text = sink_ports(helm, {"config": yaml.safe_dump(config)})  # a config given as a string
+    assert as_text == {"9243/TCP", "443/TCP", "80/TCP"}
+
+
+# -- the alerts' runbooks
+
+
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+
+
+def github_anchors(markdown: str) -> dict[str, str]:
+    """Heading anchors as GitHub makes them: lower case, punctuation dropped, spaces to dashes.
+    Returns anchor -> the section's text (up to the next heading of the same or higher level)."""
+    sections: dict[str, str] = {}
+    lines = markdown.splitlines()
+    fence = False
+    heads: list[tuple[int, int, str]] = []
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("```"):
+            fence = not fence
+        match = None if fence else re.match(r"^(#{1,6}) (.+?)\s*$", line)
+        if match:
+            heads.append((i, len(match.group(1)), match.group(2)))
+    for n, (i, level, title) in enumerate(heads):
+        end = next((j for j, lv, _ in heads[n + 1 :] if lv <= level), len(lines))
+        anchor = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+        sections[anchor] = "\n".join(lines[i + 1 : end])
+    return sections
+
+
+def test_the_anchor_check_finds_missing_sections():
+    text = "# T\n\n## KubeEventShipperDown\n\nx\n\n```sh\n## not a heading\n```\n## Two words!\n"
+    anchors = github_anchors(text)
+    assert set(anchors) == {"t", "kubeeventshipperdown", "two-words"}
+    assert "not-a-heading" not in anchors and "## not a heading" in anchors["kubeeventshipperdown"]
+
+
+def test_every_alert_has_a_runbook_url_to_a_section_that_exists(helm):
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    base = values["prometheusRule"]["runbookUrl"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    # the default points at this repository's docs/runbooks.md
+    assert base == f"{chart['home']}/blob/main/{RUNBOOKS.relative_to(ROOT).as_posix()}"
+    sections = github_anchors(RUNBOOKS.read_text())
+    rendered = render(helm, {"replicas": 2, "prometheusRule": {"enabled": True}})
+    alerts = rendered.one("PrometheusRule")["spec"]["groups"][0]["rules"]
+    assert len(alerts) == 8  # all of them, KubeEventShipperNoLeader too (leader election)
+    for alert in alerts:
+        url = alert["annotations"].get("runbook_url")
+        assert url == f"{base}#{alert['alert'].lower()}", alert["alert"]
+        section = sections.get(url.partition("#")[2])
+        assert section is not None, f"docs/runbooks.md has no section for {alert['alert']}"
+        # what it means, what to check, and commands to copy
+        assert "**Means:**" in section and "**Check:**" in section, alert["alert"]
+        assert "```sh\n" in section and "kubectl" in section, alert["alert"]
+    # ... and no runbook for an alert that is gone
+    documented = {a for a in sections if a.startswith("kubeeventshipper")}
+    assert documented == {a["alert"].lower() for a in alerts}
+    mine = render(helm, {"prometheusRule": {"enabled": True,
+                                            "runbookUrl": "https://wiki.example.com/kes"}})  # fmt: skip
+    urls = [r["annotations"]["runbook_url"] for r in
+            mine.one("PrometheusRule")["spec"]["groups"][0]["rules"]]  # fmt: skip
+    assert urls[0] == "https://wiki.example.com/kes#kubeeventshipperdown"
+    assert "runbookUrl" in refused(helm, {"prometheusRule": {"runbookUrl": "docs/runbooks.md"}})
+
+
+# -- the chart's icon and README
+
+
+def test_the_chart_has_an_icon_from_the_repository(helm):
+    import xml.etree.ElementTree as ET
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    owner_repo = chart["home"].removeprefix("https://github.com/")
+    prefix = f"https://raw.githubusercontent.com/{owner_repo}/main/"
+    assert chart["icon"].startswith(prefix), chart["icon"]
+    icon = ROOT / chart["icon"].removeprefix(prefix)
+    assert icon.is_file(), f"{icon} is not in the repository"
+    root = ET.fromstring(icon.read_text())
+    assert root.tag == "{http://www.w3.org/2000/svg}svg" and root.get("viewBox")
+    done = subprocess.run([helm, "lint", str(CHART)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "icon is recommended" not in done.stdout, done.stdout
+
+
+@pytest.fixture(scope="session")
+def helm_docs() -> str:
+    """helm-docs, built once per machine into the stack cache (about 30 s cold)."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build" / "helm-docs.sh")],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"scripts/build/helm-docs.sh failed:\n{done.stderr[-4000:]}", pytrace=False)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def render_readme(chart: Path) -> str:
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "render-chart-readme"), "--print"],
+        cwd=ROOT, env={**os.environ, "CHART": str(chart)}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_readme_is_what_helm_docs_makes_of_values_yaml(helm_docs):
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "render-chart-readme"), "--check"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, (
+        f"run scripts/render-chart-readme and commit the README:\n{done.stdout[-6000:]}"
+        f"{done.stderr[-2000:]}"
+    )
+
+
+def test_the_readme_values_table_comes_from_the_values_comments(helm_docs, tmp_path):
+    """A changed `# --` comment changes the README, so the check above can fail."""
+    import shutil
+
+    copy = tmp_path / "kube-event-shipper"
+    shutil.copytree(CHART, copy)
+    assert render_readme(copy) == (CHART / "README.md").read_text()
+    values = copy / "values.yaml"
+    text = values.read_text()
+    old = "# -- Create the NetworkPolicy."
+    assert text.count(old) == 1
+    values.write_text(text.replace(old, "# -- A changed description."))
+    changed = render_readme(copy)
+    assert changed != (CHART / "README.md").read_text()
+    assert "| networkPolicy.enabled | bool | `false` | A changed description. |" in changed
+
+
+def readme_rows() -> dict[str, list[str]]:
+    text = (CHART / "README.md").read_text()
+    table = text.partition("\n## Values\n")[2].partition("\n## ")[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if line.startswith("| ") and cells[0] not in ("Key",):
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_every_value_is_in_the_readme_with_a_description():
+    rows = readme_rows()
+    assert len(rows) > 100, len(rows)
+    undescribed = [key for key, cells in rows.items() if len(cells) < 4 or not cells[3]]
+    assert undescribed == [], f"give these a `# --` comment in values.yaml: {undescribed}"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def covered(path: str) -> bool:  # documented itself, or a part of a documented value
+        return any(path == key or path.startswith(f"{key}.") for key in rows)
+
+    def leaves(node: Any, path: str) -> Iterator[str]:
+        if isinstance(node, dict) and node and not covered(path):
+            for key, value in node.items():
+                yield from leaves(value, f"{path}.{key}" if path else key)
+        else:
+            yield path
+
+    missing = [path for path in leaves(values, "") if not covered(path)]
+    assert missing == [], f"not in the README's values table: {missing}"
+
+
+def test_the_schema_knows_every_value_and_every_new_value_is_strict(helm):
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(node: dict[str, Any], props: dict[str, Any], path: str) -> Iterator[str]:
+        for key, value in node.items():
+            sub = props.get("properties", {}).get(key)
+            if sub is None:
+                yield f"{path}{key}"
+            elif isinstance(value, dict) and "properties" in sub:
+                yield from walk(value, sub, f"{path}{key}.")
+
+    assert list(walk(values, schema, "")) == []
+    assert set(schema["properties"]) - set(values) == set()  # every key has a default to show
+    for bad, where in [
+        ({"namespaceOverride": "Not_A_Namespace"}, "namespaceOverride"),
+        ({"commonLabels": {"bad key!": "x"}}, "'bad key!' does not match pattern"),
+        ({"commonLabels": {"replicas": 2}}, "commonLabels"),
+        ({"imagePullSecrets": [{"nam": "x"}]}, "imagePullSecrets"),
+        ({"global": {"imageRegistry": "not a registry"}}, "imageRegistry"),
+        ({"image": {"registry": "https://ghcr.io"}}, "registry"),
+        ({"networkPolicy": {"egress": {"apiServerCIDRs": ["10.0.0.1"]}}}, "apiServerCIDRs"),
+        ({"extraObjects": ["", {"apiVersion": "v1"}]}, "extraObjects"),
+    ]:
+        assert where in refused(helm, bad), bad
+    # a parent chart's own globals are its business
+    assert render(helm, {"global": {"storageClass": "fast", "imageRegistry": ""}}).docs
