@@ -31,6 +31,7 @@ from shipper.health import HealthServer
 from shipper.leader import LeaderElector
 from shipper.metrics import Metrics
 from shipper.pipeline import DeadLetters, SinkWorker
+from shipper.recorder.own import OwnEvents, ReportingDeadLetters
 from shipper.routing import Router
 from shipper.settings import Settings, pod_namespace
 from shipper.sinks.base import SinkContext
@@ -67,7 +68,19 @@ class Shipper:
             if settings.enrich.enabled
             else None
         )
-        dead_letters = DeadLetters(settings.state_dir)
+        # The shipper's own Events on its Pod (shipper/recorder/own.py); none outside a Pod.
+        self.own = (
+            OwnEvents.from_environment(
+                self.api_client, self.metrics.registry, [cfg.name for _, cfg in sinks]
+            )
+            if self.api_client is not None
+            else None
+        )
+        dead_letters = (
+            DeadLetters(settings.state_dir)
+            if self.own is None
+            else ReportingDeadLetters(settings.state_dir, self.own)
+        )
         self.workers = [SinkWorker(s, cfg, self.metrics, dead_letters) for s, cfg in sinks]
         self.router = Router(self.workers, self.config)
         self.elector = self._leader_elector() if settings.leader_elect else None
@@ -198,6 +211,15 @@ class Shipper:
         return self.source is not None and self.source.ready
 
     def run(self) -> int:
+        if self.own is not None:
+            self.own.start()
+        try:
+            return self._run()
+        finally:
+            if self.own is not None:  # after the Lease's release: LeadershipLost is written
+                self.own.close()
+
+    def _run(self) -> int:
         self._start_health()
         if self.elector is not None and not self._become_leader():
             self._stop_health()
@@ -221,6 +243,8 @@ class Shipper:
             log.info("Stopped while standing by.")
             return False
         self.metrics.leader.set(1)
+        if self.own is not None:
+            self.own.leader_elected(self.elector.describe())
         self._load_checkpoint()
         self._spawn("leader-lease", self.elector.keep, self.stopping, self._lost_leadership)
         return True
@@ -234,6 +258,11 @@ class Shipper:
             self.settings.renew_deadline,
         )
         self.metrics.leader.set(0)
+        if self.own is not None:
+            self.own.leadership_lost(
+                self.elector.describe() if self.elector else "the Lease",
+                self.settings.renew_deadline,
+            )
         self._failed = "leader-lease"
         self._grace_override = 0.0
         self.stopping.set()
@@ -316,6 +345,8 @@ class Shipper:
         except Exception as exc:
             self.metrics.checkpoint_failures.inc()
             log.warning("Could not save the checkpoint (%s); will retry.", exc)
+            if self.own is not None:
+                self.own.checkpoint_failed(self.ledger.store.describe(), exc)
         self.metrics.checkpoint_uids.set(self.ledger.tracked_uids())
         self.metrics.inflight.set(self.ledger.inflight())
 

@@ -8,6 +8,7 @@ nothing is skipped silently.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +30,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for tier in TIERS:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
+
+
+# The shipper reports its own Events when the Downward API names its Pod (shipper/recorder/own.py).
+# The test runner is not that Pod, even when CI runs in one: the shippers the tests start must
+# not write Events about it into the test stack (tests that want them set these themselves).
+for _name in ("POD_NAME", "POD_NAMESPACE", "POD_UID", "NODE_NAME"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,13 @@ class Rendered:
     """The manifests of one ``helm template``, with the questions the tests ask of them."""
 
     def __init__(self, docs: list[dict[str, Any]], namespace: str, release: str) -> None:
-        self.docs, self.namespace, self.release = docs, namespace, release
+        # `helm test`'s hooks (templates/tests/) are made and removed by `helm test` alone:
+        # the questions below are about the release's own objects.
+        self.docs = [
+            d for d in docs if "helm.sh/hook" not in (d["metadata"].get("annotations") or {})
+        ]
+        self.hooks = [d for d in docs if d not in self.docs]
+        self.namespace, self.release = namespace, release
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         return [d for d in self.docs if d["kind"] == kind]
@@ -97,6 +103,13 @@ class Rendered:
     def config_file(self) -> str | None:
         maps = [d for d in self.all("ConfigMap") if "config.yaml" in (d.get("data") or {})]
         return maps[0]["data"]["config.yaml"] if maps else None
+
+
+#: The Role the chart always has: the shipper's Events about its own Pod (create, then patch
+#: as their counts grow), in its own namespace.
+OWN_EVENT_RULES = [
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+]
 
 
 def helm_template(
@@ -179,7 +192,9 @@ def test_defaults_ship_to_the_embedded_store_with_the_checkpoint_beside_it(helm)
     from shipper import __version__
 
     assert chart["appVersion"] == __version__  # the image tag is the package's version
-    assert not rendered.all("ConfigMap") and not rendered.all("Role")
+    assert not rendered.all("ConfigMap")
+    # The one Role: writing the shipper's own Events about its Pod (shipper/recorder/own.py).
+    assert [r["rules"] for r in rendered.all("Role")] == [OWN_EVENT_RULES]
     assert rendered.rules("ClusterRole") == EVENT_RULES
     assert not rendered.all("PodDisruptionBudget")
     assert not rendered.all("Service") and not rendered.all("ServiceMonitor")
@@ -281,7 +296,8 @@ def test_a_checkpoint_configmap_the_chart_does_not_create_needs_create(helm):
     ]  # fmt: skip
     file = render(helm, {"checkpoint": {"type": "file"}})
     assert file.flag("checkpoint") == ["file"]
-    assert not file.all("Role")  # no state in the API server, no rules for it
+    # no state in the API server, no rules for it: only the Role for the shipper's own Events
+    assert [r["rules"] for r in file.all("Role")] == [OWN_EVENT_RULES]
 
 
 def test_enrichment_flag_and_rules_only_when_enabled(helm):
@@ -327,11 +343,12 @@ def test_namespaced_mode_is_a_role_and_a_namespace_restricted_source(helm):
     several = render(
         helm,
         {"rbac": {"namespaced": True}, "source": {"namespaces": ["a", "b"]}, "sinks": ["log"]},
-    )  # events Roles in a and b, the checkpoint's Role in the release namespace
+    )  # events Roles in a and b; the checkpoint's and the own-Events Roles in the release's
     assert several.flag("source") == ["kubernetes:?namespaces=a,b"]
     assert sorted(r["metadata"]["namespace"] for r in several.all("Role")) == [
         "a",
         "b",
+        "monitoring",
         "monitoring",
     ]
 
@@ -887,9 +904,10 @@ def test_the_shipper_ships_with_the_charts_service_account_and_nothing_more(
     assert chart.status_of(f"/api/v1/namespaces/{namespace}/pods") == 403
     assert not chart.can("get", "configmaps", namespace, name="kube-root-ca.crt")
     assert not chart.can("create", "configmaps", namespace)
-    assert not chart.can("create", "events", namespace) and not chart.can(
-        "delete", "events", namespace
-    )
+    # Events: created and patched about its own Pod, in its own namespace only; never deleted.
+    assert chart.can("create", "events", namespace) and chart.can("patch", "events", namespace)
+    assert not chart.can("create", "events", other) and not chart.can("delete", "events", namespace)
+    assert not chart.can("update", "events", namespace)
     assert not chart.can("create", "leases", namespace, group="coordination.k8s.io")  # one replica
 
 
@@ -1267,7 +1285,7 @@ def test_namespace_override_moves_every_namespaced_object(helm):
     team = render(helm, {"namespaceOverride": "team-a", "rbac": {"namespaced": True}},
                   namespace="default")  # fmt: skip
     assert team.flag("source") == ["kubernetes:?namespaces=team-a"]
-    assert team.one("Role")["metadata"]["namespace"] == "team-a"
+    assert {r["metadata"]["namespace"] for r in team.all("Role")} == {"team-a"}
 
 
 def test_the_api_server_accepts_the_namespace_override(
