@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from urllib.parse import unquote, urlsplit
 
 import orjson
+
+from shipper.uri import split_http_url
 
 
 def _varint(value: int) -> bytes:
@@ -107,20 +108,9 @@ PUSH_PATH = "/loki/api/v1/push"
 
 def push_url(text: str) -> tuple[str, str | None, str | None]:
     """``http(s)://[user:pw@]host[:port][/path]`` -> (the push URL, user, password)."""
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected a URL such as http://loki:3100 or https://loki.example.com")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("the port is not a number") from None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    netloc = host + (f":{port}" if port else "")
+    parts, user, password = split_http_url(text, "http://loki:3100 or https://loki.example.com")
     path = parts.path if parts.path not in ("", "/") else PUSH_PATH
-    url = parts._replace(netloc=netloc, path=path, fragment="").geturl()
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return url, user, password
+    return parts._replace(path=path, fragment="").geturl(), user, password
 
 
 def retry_after(value: str | None) -> float | None:

@@ -83,7 +83,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import orjson
 
@@ -105,7 +104,7 @@ from shipper.sinks.influxdb.line import (
 )
 from shipper.spec import ClusterName, SinkOptions, Timeout, TLSTrust, check_readable, option
 from shipper.tls import TLSFileError, client_context
-from shipper.uri import UsageError
+from shipper.uri import UsageError, split_http_url
 
 log = logging.getLogger(__name__)
 
@@ -132,21 +131,10 @@ def error_text(body: Any) -> str:
 
 def _server_url(text: str) -> tuple[str, str | None, str | None]:
     """``http(s)://[user:pw@]host[:port][/path]`` -> (the URL without userinfo, user, pw)."""
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            "expected a URL such as http://influxdb:8086 or https://influx.example:8086"
-        )
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("the port is not a number") from None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    netloc = host + (f":{port}" if port else "")
-    url = parts._replace(netloc=netloc, query="", fragment="").geturl().rstrip("/")
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return url, user, password
+    parts, user, password = split_http_url(
+        text, "http://influxdb:8086 or https://influx.example:8086"
+    )
+    return parts._replace(query="", fragment="").geturl().rstrip("/"), user, password
 
 
 @dataclass(frozen=True, kw_only=True)
