@@ -7,6 +7,7 @@ established (readiness). ``/metrics``: Prometheus text format.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,20 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError("expected HOST:PORT or :PORT, such as :8080 or 127.0.0.1:8080")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that went away before its answer (a probe that timed out, a scraper
+        restarted, a process resumed after SIGSTOP) is not an error; anything else is one log
+        line, not socketserver's traceback on stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            log.debug("http: %s went away before its answer.", client_address)
+            return
+        log.warning("http: answering %s failed: %s", client_address, exc)
 
 
 class HealthServer:
@@ -59,8 +74,7 @@ class HealthServer:
                 log.debug("http: " + format, *args)
 
         self.registry, self.alive, self.ready = registry, alive, ready
-        self.httpd = ThreadingHTTPServer(address, Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(address, Handler)
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, args=(0.1,), name="health", daemon=True
         )

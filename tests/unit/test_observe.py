@@ -50,3 +50,29 @@ def test_json_logs_have_rfc3339_times_with_fractions():
         "logger": "shipper",
         "message": "Sink down.",
     }
+
+
+def test_a_client_gone_before_its_answer_is_no_traceback(capfd):
+    """A probe or scraper that hangs up early (or a process resumed after SIGSTOP answering
+    requests whose clients left) must not print socketserver's traceback on stderr."""
+    import socket
+    import struct
+    import time
+
+    from shipper.health import HealthServer
+
+    health = HealthServer(("127.0.0.1", 0), Metrics().registry, lambda: True, lambda: True)
+    health.start()
+    try:
+        for _ in range(30):
+            with socket.create_connection(("127.0.0.1", health.port)) as sock:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                # SO_LINGER 0: close with a reset, so the server's write fails
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", health.port)) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.0 200")  # it still answers
+    finally:
+        health.stop()
+    assert "Traceback" not in capfd.readouterr().err
