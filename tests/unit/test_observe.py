@@ -75,4 +75,5 @@ def test_a_client_gone_before_its_answer_is_no_traceback(capfd):
             assert sock.recv(100).startswith(b"HTTP/1.0 200")  # it still answers
     finally:
         health.stop()
-    assert "Traceback" not in capfd.readouterr().err
+    # (other tests' receivers may still print theirs: only this server's frames count)
+    assert "shipper/health.py" not in capfd.readouterr().err
