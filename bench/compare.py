@@ -48,6 +48,13 @@ def throughput(args: list[str], out: Path) -> dict[str, Any]:
     return json.loads(out.read_text())
 
 
+def prefill(events: int, sink: str, out: Path) -> str:
+    """A fresh namespace with ``events`` events (one unreported run of this tree fills it)."""
+    args = ["--events", str(events), "--repeat", "1", "--sink", sink]
+    first = throughput(args, out / "prefill.json")
+    return str(first["prefill"]["namespace"])
+
+
 def median(runs: list[dict[str, Any]], key: str) -> float | None:
     values = [run[key] for run in runs if run.get(key) is not None]
     return statistics.median(values) if values else None
@@ -59,23 +66,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sink", action="append", default=[], help="sink URIs (repeatable)")
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--namespace", help="ship this already filled namespace (skips the pre-fill run)"
+    )
     parser.add_argument("--out", help="directory for every run's JSON")
+    parser.add_argument(
+        "--new",
+        default=str(ROOT),
+        metavar="DIR",
+        help="the newer tree (default: this one; a copy lets you go on editing meanwhile)",
+    )
+    parser.add_argument(
+        "--profile", metavar="DIR", help="sample every run with py-spy into DIR (bench/profile.py)"
+    )
     args = parser.parse_args(argv)
     sinks = args.sink or ["log", "sqlite:{tmp}/events.db"]
     out = Path(args.out or tempfile.mkdtemp(prefix="kes-compare-"))
     out.mkdir(parents=True, exist_ok=True)
     base = worktree(args.base)
     print(f"[compare] base {args.base} in {base}; runs in {out}", file=sys.stderr)
-    first = throughput(
-        ["--events", str(args.events), "--repeat", "1", "--sink", sinks[0]], out / "prefill.json"
-    )
-    namespace = first["prefill"]["namespace"]
+    namespace = args.namespace or prefill(args.events, sinks[0], out)
     common = ["--events", str(args.events), "--namespace", namespace, "--repeat", "1"]
+    if args.profile:
+        common += ["--profile", args.profile]
     rows = []
     for sink in sinks:
         results: dict[str, list[dict[str, Any]]] = {"base": [], "new": []}
         for index in range(args.repeat):
-            for name, code in (("base", base), ("new", ROOT)):
+            for name, code in (("base", base), ("new", Path(args.new))):
                 report = throughput(
                     [*common, "--sink", sink, "--code", str(code)],
                     out / f"{sink.split(':')[0]}-{name}-{index}.json",

@@ -32,6 +32,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import statistics
 import subprocess
 import sys
@@ -71,16 +72,43 @@ def log(message: str) -> None:
 
 
 def stack_env() -> dict[str, str]:
-    """Start (or find running) the kube-apiserver + etcd; return the .stack/env values."""
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "stack"), "up", "kubernetes"], cwd=ROOT, check=True
-    )
+    """The .stack/env values, with the kube-apiserver + etcd running. When .stack/env names an
+    API server that answers /readyz, it is used as it is; otherwise ``scripts/stack up
+    kubernetes`` starts it (which waits while another ``scripts/stack`` holds the stack's lock,
+    e.g. an image build: reusing a ready server spares that wait)."""
+    env = read_stack_env()
+    if not api_ready(env):
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "stack"), "up", "kubernetes"],
+            cwd=ROOT,
+            check=True,
+        )
+        env = read_stack_env()
+    return env
+
+
+def read_stack_env() -> dict[str, str]:
     env: dict[str, str] = {}
-    for line in (ROOT / ".stack" / "env").read_text().splitlines():
+    path = ROOT / ".stack" / "env"
+    for line in path.read_text().splitlines() if path.exists() else ():
         key, sep, value = line.partition("=")
         if sep and not line.startswith("#"):
             env[key.strip()] = value.strip().strip("'\"")
     return env
+
+
+def api_ready(env: dict[str, str]) -> bool:
+    keys = ("KUBE_APISERVER_URL", "KUBE_CA_FILE", "KUBE_ADMIN_TOKEN")
+    url, ca, token = (env.get(key) for key in keys)
+    if not (url and ca and token and env.get("KUBECONFIG")):
+        return False
+    context = ssl.create_default_context(cafile=ca)
+    request = urllib.request.Request(f"{url}/readyz", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as reply:
+            return reply.status == 200
+    except (OSError, ValueError):
+        return False
 
 
 def kube_configuration(kubeconfig: str) -> client.Configuration:
@@ -616,6 +644,8 @@ class Job:
     feed: Callable[[], Fill] | None = None
     #: The source tree the shipper runs from (another commit's worktree, for comparisons).
     code: Path = ROOT
+    #: Where py-spy writes this run's samples (collapsed stacks), or None: not profiled.
+    profile: Path | None = None
 
     @property
     def target(self) -> int:
@@ -697,6 +727,7 @@ def measure(job: Job) -> tuple[Run, Fill | None]:
         )
         seen.rss.start()
         seen.progress.start()
+        spy = start_profiler(popen.pid, seen.progress, job.profile) if job.profile else None
         if job.feed is not None:
             wait_ready(popen, port, 60)
             seen.scrapes_before_ready = seen.progress.scrapes
@@ -706,6 +737,8 @@ def measure(job: Job) -> tuple[Run, Fill | None]:
             seen.progress.stopped.set()
         seen.progress.finished.wait()
         seen.rss.stopped.set()
+        if spy is not None:
+            stop_profiler(spy)
         if seen.progress.done_at is not None:
             seen.scrape_cpu = scrape_cost(seen.progress.process, port)
         elif popen.poll() is None:  # timed out: report what it had used by then
@@ -714,6 +747,34 @@ def measure(job: Job) -> tuple[Run, Fill | None]:
     run = summarize(job, seen)
     check(run, job)
     return run, seen.fed
+
+
+def start_profiler(pid: int, progress: Progress, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the shipper (250 Hz, without pausing it) from the moment the CPU
+    baseline is taken (the first /metrics answer), so the profile covers what the CPU-s/10k
+    figure covers. ``--gil``: only the thread holding the GIL is sampled, the one running
+    Python (or C code called from it, such as a JSON decoder): without it, threads waiting in
+    a socket read or a lock look busy to py-spy too. Its samples go to ``out`` as collapsed
+    stacks (bench/profile.py sums them up)."""
+    while progress.cpu_at_first_scrape is None and not progress.finished.is_set():
+        time.sleep(0.005)
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sampling = ["--rate", "250", "--nonblocking", "--gil", "--threads", "--format", "raw"]
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), *sampling, "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profiler(spy: subprocess.Popen[bytes]) -> None:
+    """SIGINT makes py-spy write its file and exit."""
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
 
 
 def summarize(job: Job, seen: Observed) -> Run:
@@ -858,6 +919,7 @@ def shipper_run(
         args.timeout,
         feed,
         Path(args.code).resolve(),
+        profile_path(args),
     )
     run, fed = measure(job)
     if args.keep or run.problems:
@@ -865,6 +927,14 @@ def shipper_run(
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return run, fed
+
+
+def profile_path(args: argparse.Namespace) -> Path | None:
+    """``--profile DIR``: a fresh file per run, named after the sink and the code's tree."""
+    if not args.profile:
+        return None
+    name = f"{sink_scheme(args.sink)}-{Path(args.code).resolve().name}-{uuid.uuid4().hex[:6]}"
+    return Path(args.profile).resolve() / f"{name}.txt"
 
 
 def list_runs(args: argparse.Namespace, kubeconfig: str, conf: Any) -> tuple[Fill, list[Run]]:
@@ -1061,6 +1131,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="run the shipper from this source tree (e.g. a worktree of an older commit;"
         " bench/compare.py does that); default: this one",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="sample each run with py-spy (pip install py-spy) into DIR/<sink>-<tree>-<id>.txt;"
+        " read them with bench/profile.py. Sampling costs the shipper a little CPU",
     )
     args = parser.parse_args(argv)
     if args.namespace and args.mode != "list":

@@ -35,16 +35,31 @@ Keeping the host as it was:
 Networking: pods get addresses from KES_NODE_POD_CIDR (default 10.213.0.0/24) on the bridge
 kes-stack0, whose host address (.1, KUBE_POD_GATEWAY in .stack/env) is the node IP and the pods'
 default route; nothing is forwarded beyond it (no ip_forward, no NAT): a pod reaches this host's
-addresses on the bridge and nothing else. The stack's servers listen on 127.0.0.1 only, which a
-pod reaches only with hostNetwork: true. No kube-proxy runs: Service ClusterIPs lead nowhere.
+addresses on the bridge and nothing else. The stack's servers listen on 127.0.0.1 only; the
+node's relay (scripts/stack_node_relay.py, process `relay`) is how pods reach some of them:
+  * the API server, in-cluster: the `kubernetes` Service's ClusterIP (10.0.0.1) is put on the
+    bridge as a /32 (as kube-proxy's IPVS mode binds ClusterIPs to a dummy interface), the relay
+    answers on :443 with TLS (a certificate from the stack's CA naming the Service) and relays to
+    the kube-apiserver on 127.0.0.1, so KUBERNETES_SERVICE_HOST/PORT and the ServiceAccount's
+    ca.crt work unchanged. Other ClusterIPs lead nowhere (no kube-proxy).
+  * ServiceAccount tokens: the kube-apiserver runs without the ServiceAccount admission plugin
+    (modules without a controller-manager create Pods with no ServiceAccount); while the node
+    runs, a MutatingWebhookConfiguration (failurePolicy Ignore, deleted on `down`) lets the relay
+    add the plugin's projected kube-api-access volume to new Pods.
+  * OpenSearch's HTTP port and Kafka's `PODS` listener (which advertises the bridge's address)
+    on the bridge's address, same ports (KUBE_POD_OPENSEARCH_URL, KUBE_POD_KAFKA_BOOTSTRAP).
 
 .stack/env: KUBECTL, HELM, KUBE_NODE_NAME, KUBE_POD_CIDR, KUBE_POD_GATEWAY, CONTAINERD_ADDRESS,
-KES_PAUSE_IMAGE, and after `scripts/stack image`: KES_IMAGE (localhost/kube-event-shipper:dev)
-and KES_BASE_IMAGE (the stand-in for python:3.11-slim).
+KES_PAUSE_IMAGE, KUBE_SERVICE_IP, KUBE_POD_OPENSEARCH_URL, KUBE_POD_KAFKA_BOOTSTRAP, and after
+`scripts/stack image`: KES_IMAGE (localhost/kube-event-shipper:dev), KES_IMAGE_SIZE (bytes,
+podman image inspect) and KES_BASE_IMAGE (the stand-in for python:3.11-slim). The project's
+image is rebuilt only when the Dockerfile or its build context (pyproject.toml, README.md,
+shipper/) changed.
 """
 
 from __future__ import annotations
 
+import base64
 import calendar
 import contextlib
 import hashlib
@@ -56,6 +71,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -91,6 +107,11 @@ PAUSE_IMAGE = "localhost/pause:3.10"
 BASE_IMAGE = "localhost/kes-python-base:3.11-bookworm"
 APP_IMAGE = "localhost/kube-event-shipper:dev"
 NO_EGRESS_PROXY = "http://127.0.0.1:9"  # containerd's "proxy": a closed loopback port
+# The `kubernetes` Service's ClusterIP (first address of the kube-apiserver's
+# --service-cluster-ip-range): put on the bridge, where the relay serves the API (see below).
+SERVICE_IP = "10.0.0.1"
+WEBHOOK_NAME = "kes-stack-node-serviceaccount"
+RELAY = REPO / "scripts" / "stack_node_relay.py"
 # What the kubelet sets these to (pkg/kubelet/cm setupKernelTunables); seen only in the node's
 # mount namespace.
 KERNEL_TUNABLES = {
@@ -295,7 +316,21 @@ class Node(Component):
             "kubelet_healthz_port": env_port("KES_KUBELET_HEALTHZ_PORT", 20248),
             "scheduler_port": env_port("KES_SCHEDULER_PORT", 20259),
             "controller_manager_port": env_port("KES_CONTROLLER_MANAGER_PORT", 20257),
+            "webhook_port": env_port("KES_NODE_WEBHOOK_PORT", 20443),
+            # Host servers the pods reach on the bridge's address, same port (see the relay).
+            "forward_ports": sorted(self.forwarded().values()),
         }
+
+    def forwarded(self) -> dict[str, int]:
+        """OpenSearch's HTTP port and Kafka's listener for pods (it advertises the bridge's
+        address), relayed from the bridge's address to 127.0.0.1: component -> port."""
+        ports = {}
+        for name, key in (("opensearch", "http_port"), ("kafka", "pods_port")):
+            component = stack.REGISTRY.get(name)
+            port = component.settings().get(key) if component is not None else None
+            if port:
+                ports[name] = int(port)
+        return ports
 
     # --- paths
     @property
@@ -455,6 +490,7 @@ class Node(Component):
 
     # --- processes
     def processes(self, s: dict) -> list[Proc]:
+        s = {**self.settings(), **s}  # settings saved by an older version lack newer keys
         files = self.config_files(s)
         kubeconfig = str(self.kube.kubeconfig)
         pki = self.kube.pki
@@ -519,6 +555,15 @@ class Node(Component):
             ports=[s["controller_manager_port"]],
             timeout=60,
         )
+        relay = Proc(
+            self,
+            "relay",
+            self.relay_argv(s),
+            ready=lambda: self.relay_ready(s),
+            address=f"https://{SERVICE_IP}:443",
+            ports=[s["webhook_port"]],
+            timeout=30,
+        )
         kubelet = NsProc(
             self,
             "kubelet",
@@ -538,7 +583,118 @@ class Node(Component):
             timeout=120,
             prefix=lambda: self.kubelet_prefix(containerd),
         )
-        return [containerd, scheduler, controller_manager, kubelet]
+        return [containerd, relay, scheduler, controller_manager, kubelet]
+
+    # --- the relay: pods reach the API server (and OpenSearch, Kafka) on the bridge
+    @property
+    def relay_pki(self) -> Path:
+        return self.dir / "relay-pki"
+
+    def relay_argv(self, s: dict) -> list[str]:
+        api_port = self.kube.settings()["apiserver_port"]
+        gw = self.gateway(s)
+        argv = [
+            os.path.realpath(sys.executable),
+            str(RELAY),
+            f"--cert={self.relay_pki / 'relay.crt'}",
+            f"--key={self.relay_pki / 'relay.key'}",
+            f"--ca={self.kube.pki / 'ca.crt'}",
+            f"--api={SERVICE_IP}:443={HOST}:{api_port}",
+            f"--webhook={HOST}:{s['webhook_port']}",
+            f"--apiserver={self.kube.urls(self.kube.settings())[2]}",
+            f"--token-file={self.kube.tokens}",
+        ]
+        argv += [f"--forward={gw}:{port}={HOST}:{port}" for port in s["forward_ports"]]
+        return argv
+
+    def relay_ready(self, s: dict) -> bool:
+        for address in ((SERVICE_IP, 443), (HOST, s["webhook_port"])):
+            with socket.create_connection(address, timeout=2):
+                pass
+        return True
+
+    def relay_cert(self, s: dict) -> None:
+        """A serving certificate from the stack's CA for the relay: the `kubernetes` Service's
+        names and ClusterIP, the bridge's address, and 127.0.0.1 (the webhook)."""
+        sans = ",".join(
+            [
+                "DNS:kubernetes",
+                "DNS:kubernetes.default",
+                "DNS:kubernetes.default.svc",
+                "DNS:kubernetes.default.svc.cluster.local",
+                f"IP:{SERVICE_IP}",
+                f"IP:{self.gateway(s)}",
+                f"IP:{HOST}",
+            ]
+        )
+        pki, ca = self.relay_pki, self.kube.pki
+        stamp = sans + "\n" + hashlib.sha256((ca / "ca.crt").read_bytes()).hexdigest()
+        if (pki / "stamp").exists() and (pki / "stamp").read_text() == stamp:
+            return
+        pki.mkdir(parents=True, exist_ok=True)
+        (pki / "ext").write_text(
+            f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        )
+        run(["openssl", "req", "-new", "-nodes", "-newkey", "rsa:2048", "-sha256",
+             "-keyout", str(pki / "relay.key"), "-out", str(pki / "relay.csr"),
+             "-subj", "/CN=kubernetes"], "node: relay key")  # fmt: skip
+        run(["openssl", "x509", "-req", "-in", str(pki / "relay.csr"), "-CA", str(ca / "ca.crt"),
+             "-CAkey", str(ca / "ca.key"), "-CAcreateserial", "-CAserial", str(pki / "ca.srl"),
+             "-out", str(pki / "relay.crt"), "-days", "3650", "-sha256",
+             "-extfile", str(pki / "ext")], "node: relay certificate")  # fmt: skip
+        (pki / "relay.key").chmod(0o600)
+        write_atomic(pki / "stamp", stamp)
+
+    def register_webhook(self, s: dict) -> None:
+        """The ServiceAccount admission plugin's pod mutation, served by the relay, for as long
+        as the node runs (deleted on `down`)."""
+        ca = base64.b64encode((self.kube.pki / "ca.crt").read_bytes()).decode()
+        body = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": WEBHOOK_NAME},
+            "webhooks": [
+                {
+                    "name": "serviceaccount.node.kes-stack.local",
+                    "clientConfig": {
+                        "url": f"https://{HOST}:{s['webhook_port']}/mutate",
+                        "caBundle": ca,
+                    },
+                    "rules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["pods"],
+                            "scope": "Namespaced",
+                        }
+                    ],
+                    # Ignore: should the relay be gone, pods are created as without the node.
+                    "failurePolicy": "Ignore",
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                    "timeoutSeconds": 5,
+                    "reinvocationPolicy": "IfNeeded",
+                }
+            ],
+        }
+        path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+        status, got = self.api(f"{path}/{WEBHOOK_NAME}")
+        if status == 200:
+            body["metadata"]["resourceVersion"] = json.loads(got)["metadata"]["resourceVersion"]
+            status, got = self.api(f"{path}/{WEBHOOK_NAME}", method="PUT", body=body)
+        else:
+            status, got = self.api(path, method="POST", body=body)
+        if status not in (200, 201):
+            raise StackError(f"node: registering the ServiceAccount webhook: HTTP {status} {got!r}")
+
+    def forget_webhook(self) -> None:
+        if self.kube.running():
+            path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+            status, body = self.api(f"{path}/{WEBHOOK_NAME}", method="DELETE")
+            if status not in (200, 404):
+                raise StackError(f"node: deleting the webhook: HTTP {status} {body[:200]!r}")
 
     def containerd_prefix(self) -> list[str]:
         """A fresh private mount namespace (see the module docstring)."""
@@ -564,13 +720,19 @@ class Node(Component):
         return [tool("nsenter", "util-linux"), f"--mount=/proc/{pid}/ns/mnt", "--"]
 
     # --- readiness
-    def api(self, path: str, method: str = "GET", timeout: float = 3.0) -> tuple[int, bytes]:
+    def api(
+        self, path: str, method: str = "GET", timeout: float = 3.0, body: dict | None = None
+    ) -> tuple[int, bytes]:
         ctx = ssl.create_default_context(cafile=str(self.kube.pki / "ca.crt"))
         url = self.kube.urls(self.kube.current_settings())[2]
         headers = {"Authorization": f"Bearer {self.kube.token()}"}
         if method == "GET":
             return http_get(f"{url}{path}", context=ctx, headers=headers, timeout=timeout)
-        req = urllib.request.Request(f"{url}{path}", headers=headers, method=method)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(f"{url}{path}", data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
                 return resp.status, resp.read()
@@ -762,6 +924,7 @@ class Node(Component):
         for sub in ("cni/ipam", "pod-logs", "volume-plugins", "kubelet", "containerd"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self.ensure_bridge(s)
+        self.relay_cert(s)
         make_cgroup_root()
 
     def ensure_bridge(self, s: dict) -> None:
@@ -773,9 +936,13 @@ class Node(Component):
         )
         if shown.returncode != 0:
             run([ip, "link", "add", BRIDGE, "type", "bridge"], "node: creating the pod bridge")
-        if f" {address} " not in shown.stdout:
+        service = f"{SERVICE_IP}/32"
+        if f" {address} " not in shown.stdout or f" {service} " not in shown.stdout:
             run([ip, "addr", "flush", "dev", BRIDGE], "node")
             run([ip, "addr", "add", address, "dev", BRIDGE], "node: addressing the pod bridge")
+            # The `kubernetes` ClusterIP, local on the bridge (as kube-proxy's IPVS mode puts
+            # ClusterIPs on a dummy interface): pods route it to this host, the relay answers.
+            run([ip, "addr", "add", service, "dev", BRIDGE], "node: the kubernetes ClusterIP")
         run([ip, "link", "set", BRIDGE, "up"], "node")
 
     def env(self, s: dict) -> dict[str, str]:
@@ -787,11 +954,21 @@ class Node(Component):
             "KUBE_POD_GATEWAY": self.gateway(s),
             "CONTAINERD_ADDRESS": str(self.sock),
             "KES_PAUSE_IMAGE": PAUSE_IMAGE,
+            # What pods reach through the relay (see scripts/stack_node_relay.py).
+            "KUBE_SERVICE_IP": SERVICE_IP,
         }
+        gw, ports = self.gateway(s), self.forwarded()
+        if "opensearch" in ports:
+            out["KUBE_POD_OPENSEARCH_URL"] = f"http://{gw}:{ports['opensearch']}"
+        if "kafka" in ports:
+            out["KUBE_POD_KAFKA_BOOTSTRAP"] = f"{gw}:{ports['kafka']}"
         if self.imported(BASE_IMAGE):
             out["KES_BASE_IMAGE"] = BASE_IMAGE
         if self.imported(APP_IMAGE):
             out["KES_IMAGE"] = APP_IMAGE
+            size = self.images / "app.size"
+            if size.exists():  # bytes, as podman image inspect reports them
+                out["KES_IMAGE_SIZE"] = size.read_text().strip()
         return {k: v for k, v in out.items() if v}
 
     def helm_path(self) -> str:
@@ -833,6 +1010,7 @@ class Node(Component):
                 kubelet.stop()
         self.layers.mkdir(parents=True, exist_ok=True)
         super().start()
+        self.register_webhook(s)
 
     def stop(self) -> None:
         self.teardown(quiet=False)
@@ -854,6 +1032,7 @@ class Node(Component):
                 errors.append(str(e))
                 return None
 
+        step(self.forget_webhook)
         stopped = [p.name for p in reversed(procs[1:]) if step(p.stop)]
         step(self.forget_node)
         killed = step(kill_cgroup_tree) or 0
@@ -1039,6 +1218,16 @@ class ImageBuilder:
         without losing this build's cache."""
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
         dockerfile = REPO / "Dockerfile"
+        inputs = self.app_inputs()
+        stamp = self.images / "app.inputs"
+        if (
+            stamp.exists()
+            and stamp.read_text().strip() == inputs
+            and (self.images / "app.tar").exists()
+            and self.image_id(APP_IMAGE)
+        ):
+            say(f"node: {APP_IMAGE} is up to date (Dockerfile and build context unchanged)")
+            return
         stages = re.findall(r"(?im)^\s*FROM\s+\S+\s+AS\s+(\S+)", dockerfile.read_text())
         common = [
             "--pull=never",
@@ -1061,10 +1250,32 @@ class ImageBuilder:
             stream=True,
         )  # fmt: skip
         self.save(APP_IMAGE, "app.tar")
+        write_atomic(stamp, inputs + "\n")
+        size = int(self.run_podman("inspect", "image", "inspect", "--format", "{{.Size}}",
+                                   APP_IMAGE).strip())  # fmt: skip
+        write_atomic(self.images / "app.size", f"{size}\n")
+        say(f"node: {APP_IMAGE} is {size / 1e6:.0f} MB (podman image inspect)")
         # Layers of earlier builds that nothing tagged uses any more.
         self.run_podman(
             "podman image prune", "image", "prune", "--force", "--filter", f"until={started}"
         )
+
+    def app_inputs(self) -> str:
+        """A digest of what the build reads: the Dockerfile, the build context that
+        .dockerignore lets through (pyproject.toml, README.md, shipper/) and the base image."""
+        h = hashlib.sha256()
+        files = [REPO / "Dockerfile", REPO / ".dockerignore", REPO / "pyproject.toml",
+                 REPO / "README.md"]  # fmt: skip
+        files += sorted(
+            f for f in (REPO / "shipper").rglob("*")
+            if f.is_file() and "__pycache__" not in f.parts
+        )  # fmt: skip
+        for f in files:
+            h.update(str(f.relative_to(REPO)).encode() + b"\0")
+            h.update(f.read_bytes() if f.exists() else b"")
+            h.update(oct(f.stat().st_mode & 0o777).encode() if f.exists() else b"")
+        h.update(self.image_id(BASE_IMAGE).encode())
+        return h.hexdigest()
 
     def save(self, ref: str, name: str) -> None:
         """docker-archive of `ref` for containerd, rewritten only when the image changed."""

@@ -30,12 +30,13 @@ from shipper.enrich import Enricher, EnrichSettings
 from shipper.health import HealthServer
 from shipper.leader import LeaderElector
 from shipper.metrics import Metrics
-from shipper.pipeline import DeadLetters, SinkWorker
+from shipper.pipeline import DeadLetters, SinkWorker, tune_gc
 from shipper.recorder.own import OwnEvents, ReportingDeadLetters
 from shipper.routing import Router
 from shipper.settings import Settings, pod_namespace
 from shipper.sinks.base import SinkContext
 from shipper.sinks.factory import build_sinks
+from shipper.source import kafka as kafka_source
 from shipper.source.kubernetes import KubernetesSource, SourceSettings, build_api_client
 from shipper.uri import UsageError
 
@@ -60,9 +61,18 @@ class Shipper:
             ctx = SinkContext(
                 cluster=settings.cluster, state_dir=settings.state_dir, metrics=self.metrics
             )
-        self.source_settings = SourceSettings.from_uri(settings.source)
+        #: fan-in: --source=kafka: reads what other clusters' shippers wrote (an aggregator)
+        self.fan_in = kafka_source.is_kafka(settings.source)
+        self.source_settings: Any = (
+            kafka_source.KafkaSourceSettings.from_uri(settings.source, settings)
+            if self.fan_in
+            else SourceSettings.from_uri(settings.source)
+        )
         sinks = build_sinks(settings.sinks, ctx, self.config)
-        self.api_client = api_client or build_api_client(self.source_settings)
+        _check_store_directories(sinks)
+        self.api_client = (
+            None if self.fan_in else api_client or build_api_client(self.source_settings)
+        )
         self.enricher = (
             Enricher(self.api_client, self.metrics, settings.enrich)
             if settings.enrich.enabled
@@ -85,7 +95,7 @@ class Shipper:
         self.router = Router(self.workers, self.config)
         self.elector = self._leader_elector() if settings.leader_elect else None
         self.ledger: Ledger | None = None
-        self.source: KubernetesSource | None = None
+        self.source: KubernetesSource | kafka_source.KafkaSource | None = None
         if self.elector is None:
             self.metrics.leader.set(1)
             self._load_checkpoint()
@@ -138,6 +148,9 @@ class Shipper:
     def _load_checkpoint(self) -> None:
         """The ledger (read from the checkpoint) and the source that feeds it. A standby does
         this only when it becomes the leader: the checkpoint is the last leader's by then."""
+        if self.fan_in:  # the consumer group keeps the offsets: shipper/source/kafka.py
+            self.ledger, self.dispatcher, self.source = kafka_source.wire(self)
+            return
         self.ledger = Ledger(self._checkpoint_store(), source=self._source_identity())
         if self.settings.start == "all":
             self.ledger.reset()
@@ -298,6 +311,7 @@ class Shipper:
 
     def _start(self) -> None:
         assert self.ledger is not None and self.source is not None
+        tune_gc()  # everything is set up: see shipper/pipeline.py
         store = self.ledger.store.describe()
         if self.enricher is not None:
             enrich = self.enricher.settings
@@ -373,4 +387,25 @@ class Shipper:
             worker.abandon()
             worker.thread.join(timeout=5)
         self._flush_checkpoint()
+        close = getattr(self.source, "close", None)
+        if close is not None:  # the kafka source commits its last offsets, leaves its group
+            close()
         log.info("Stopped.")
+
+
+def _check_store_directories(sinks: list[Any]) -> None:
+    """An embedded store in a directory that cannot be written (a read-only root filesystem, a
+    volume owned by another user) never works: say so at start, in one line, instead of retrying
+    to open it for ever."""
+    from shipper.sinks.sqlite import SqliteSink
+
+    for sink, _ in sinks:
+        if not isinstance(sink, SqliteSink):
+            continue
+        directory = os.path.dirname(os.path.abspath(sink.path))
+        if os.path.isdir(directory) and not os.access(directory, os.W_OK):
+            raise OSError(
+                f"the embedded store {sink.path} cannot be written: the directory {directory} is"
+                f" not writable by UID {os.getuid()}; mount a writable volume there or set"
+                " --state-dir"
+            )

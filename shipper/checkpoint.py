@@ -24,11 +24,12 @@ import sqlite3
 import threading
 import zlib
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+
+from shipper.versions import Versions, uid_key
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,18 @@ class SqliteStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:  # e.g. a read-only filesystem: one line, not a traceback
+            writable = "writable" if os.access(directory, os.W_OK) else "not writable"
+            raise OSError(
+                f"cannot open the checkpoint {path}: {exc} (the state directory {directory} is "
+                f"{writable} by UID {os.getuid()}; mount a writable volume there or set "
+                "--state-dir)"
+            ) from exc
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(
@@ -145,7 +155,12 @@ class SqliteStore:
                 self._db.executemany("DELETE FROM versions WHERE uid = ?", ((u,) for u in changed))
                 self._db.executemany(
                     "INSERT INTO versions (uid, rv, stream, seq) VALUES (?, ?, ?, ?)",
-                    _version_rows(changed),
+                    (
+                        (uid, rv, entry[0], seq)
+                        for uid, entry in changed.items()
+                        if entry is not None
+                        for rv, seq in entry[1].items()
+                    ),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -208,9 +223,7 @@ class ConfigMapStore:
             self._mirror = Checkpoint()
             return Checkpoint()
         if response.status != 200:
-            raise OSError(
-                f"cannot read ConfigMap {self.describe()}: {kube.status_message(response.data)}"
-            )
+            raise OSError(f"cannot read {self.describe()}: {kube.status_message(response.data)}")
         obj = orjson.loads(response.data)
         self._remember(obj)
         blob = (obj.get("binaryData") or {}).get(self.KEY)
@@ -294,39 +307,32 @@ class ConfigMapStore:
                 self._remember(orjson.loads(current.data))
             else:
                 self._resource_version = None
-            raise OSError(f"ConfigMap {self.describe()} changed underneath; will retry")
+            raise OSError(f"{self.describe()} changed underneath; will retry")
         if response.status not in (200, 201):
-            raise OSError(
-                f"cannot write ConfigMap {self.describe()}: {kube.status_message(response.data)}"
-            )
+            raise OSError(f"cannot write {self.describe()}: {kube.status_message(response.data)}")
         self._remember(orjson.loads(response.data))
-
-
-def _version_rows(
-    changed: dict[str, tuple[str, dict[str, int]] | None],
-) -> Iterable[tuple[str, str, str, int]]:
-    for uid, entry in changed.items():
-        if entry is None:
-            continue
-        stream, rvs = entry
-        for rv, seq in rvs.items():
-            yield uid, rv, stream, seq
 
 
 class Ticket:
     """One event's passage through the sinks; the ledger learns when every sink is done."""
 
-    __slots__ = ("_ledger", "_pending", "position", "rv", "seq", "stream", "uid")
+    __slots__ = ("_ledger", "_pending", "key", "position", "rv", "seq", "stream", "uid")
 
     def __init__(self, ledger: Ledger, stream: str, uid: str, rv: str, position: str | None):
         self._ledger = ledger
         self.stream, self.uid, self.rv, self.position = stream, uid, rv, position
-        self._pending = 0
-        self.seq = 0
+        self._pending, self.seq = 0, 0
+        self.key: int | str = uid  # the ledger's compact form of the uid
 
     def done(self) -> None:
         """Called once per sink that finished with the event (shipped, dead-lettered, filtered)."""
         self._ledger._sink_done(self)
+
+    @staticmethod
+    def done_all(tickets: list[Ticket]) -> None:
+        """:meth:`done` for each of one sink's batch, taking the ledger's lock once."""
+        if tickets:
+            tickets[0]._ledger._sinks_done(tickets)
 
 
 class _Marker:
@@ -356,13 +362,14 @@ class Ledger:
         if source:
             store.claim(source)
         self._positions = loaded.positions
-        self._versions = loaded.versions
-        self._seq = max((s for _, rvs in self._versions.values() for s in rvs.values()), default=0)
+        self._versions = Versions(loaded.versions)
+        self._seq = self._versions.max_seq()
         self._inflight: dict[str, deque[Ticket | _Marker]] = {}
         self._done: set[int] = set()  # id() of done tickets still queued behind others
         self._sending: set[tuple[str, str]] = set()  # (uid, rv) handed to sinks, not yet done
         self._dirty_positions: dict[str, str] = {}
-        self._dirty_versions: dict[str, tuple[str, dict[str, int]] | None] = {}
+        self._dirty_versions: dict[int | str, str] = {}  # changed since the flush: key -> uid
+        self._last_key: tuple[str, int | str] = ("", "")  # handled()'s, for begin() to reuse
         self._lock = threading.Lock()
 
     # -- queries
@@ -374,10 +381,9 @@ class Ledger:
     def handled(self, uid: str, rv: str) -> bool:
         """True if this version was shipped already, or is on its way to the sinks."""
         with self._lock:
-            if (uid, rv) in self._sending:
-                return True
-            entry = self._versions.get(uid)
-            return entry is not None and rv in entry[1]
+            key = uid_key(uid)
+            self._last_key = (uid, key)
+            return (uid, rv) in self._sending or self._versions.has(key, rv)
 
     def tracked_uids(self) -> int:
         with self._lock:
@@ -395,6 +401,8 @@ class Ledger:
         ticket = Ticket(self, stream, uid, rv, position)
         ticket._pending = sinks
         with self._lock:
+            last_uid, last_key = self._last_key
+            ticket.key = last_key if last_uid is uid else uid_key(uid)
             self._inflight.setdefault(stream, deque()).append(ticket)
             self._sending.add((uid, rv))
             if sinks == 0:
@@ -410,10 +418,10 @@ class Ledger:
     def forget_missing(self, stream: str, present: set[str]) -> int:
         """After a full re-list: forget uids of ``stream`` that no longer exist."""
         with self._lock:
-            gone = [u for u, (s, _) in self._versions.items() if s == stream and u not in present]
-            for uid in gone:
-                del self._versions[uid]
-                self._dirty_versions[uid] = None
+            gone = self._versions.missing(stream, present)
+            for key in gone:
+                self._versions.drop(key)
+            self._dirty_versions.update(gone)
             return len(gone)
 
     def reset(self) -> None:
@@ -435,13 +443,19 @@ class Ledger:
             if ticket._pending == 0:
                 self._complete(ticket)
 
+    def _sinks_done(self, tickets: list[Ticket]) -> None:
+        with self._lock:
+            for ticket in tickets:
+                ticket._pending -= 1
+                if ticket._pending == 0:
+                    self._complete(ticket)
+
     def _complete(self, ticket: Ticket) -> None:
         self._sending.discard((ticket.uid, ticket.rv))
         self._seq += 1
         ticket.seq = self._seq
-        stream_rvs = self._versions.setdefault(ticket.uid, (ticket.stream, {}))
-        stream_rvs[1][ticket.rv] = ticket.seq
-        self._dirty_versions[ticket.uid] = stream_rvs
+        self._versions.add(ticket.stream, ticket.key, ticket.rv, ticket.seq)
+        self._dirty_versions[ticket.key] = ticket.uid
         self._done.add(id(ticket))
         self._advance(ticket.stream)
 
@@ -454,8 +468,8 @@ class Ledger:
                     break
                 self._done.discard(id(head))
                 self._forget_older(head)
-            elif head.deleted_uid is not None and self._versions.pop(head.deleted_uid, None):
-                self._dirty_versions[head.deleted_uid] = None
+            elif head.deleted_uid is not None and self._versions.drop(uid_key(head.deleted_uid)):
+                self._dirty_versions[uid_key(head.deleted_uid)] = head.deleted_uid
             queue.popleft()
             if head.position is not None:
                 self._positions[stream] = head.position
@@ -463,12 +477,8 @@ class Ledger:
 
     def _forget_older(self, ticket: Ticket) -> None:
         # Once the position is past this version, no replay can bring an older one back.
-        entry = self._versions.get(ticket.uid)
-        if entry is None or len(entry[1]) == 1:
-            return
-        kept = {rv: seq for rv, seq in entry[1].items() if seq >= ticket.seq}
-        self._versions[ticket.uid] = (entry[0], kept)
-        self._dirty_versions[ticket.uid] = self._versions[ticket.uid]
+        if self._versions.forget_older(ticket.key, ticket.seq):
+            self._dirty_versions[ticket.key] = ticket.uid
 
     # -- persistence
 
@@ -478,11 +488,8 @@ class Ledger:
             if not self._dirty_positions and not self._dirty_versions:
                 return
             positions, self._dirty_positions = self._dirty_positions, {}
-            changed = {
-                uid: (entry[0], dict(entry[1])) if entry is not None else None
-                for uid, entry in self._dirty_versions.items()
-            }
-            self._dirty_versions = {}
+            dirty, self._dirty_versions = self._dirty_versions, {}
+            changed = {uid: self._versions.expanded(key) for key, uid in dirty.items()}
         try:
             self.store.save(positions, changed)
         except Exception:
@@ -490,6 +497,6 @@ class Ledger:
             with self._lock:
                 for stream, rv in positions.items():
                     self._dirty_positions.setdefault(stream, rv)
-                for uid in changed:
-                    self._dirty_versions.setdefault(uid, self._versions.get(uid))
+                for key, uid in dirty.items():
+                    self._dirty_versions.setdefault(key, uid)
             raise

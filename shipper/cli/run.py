@@ -71,7 +71,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         default=os.environ.get("KES_SOURCE", DEFAULTS.source),
         metavar="URI",
         help="kubernetes:[MASTER][?inClusterConfig=&insecure=&auth=KUBECONFIG&namespaces=a,b]"
-        " (default: kubernetes: = in-cluster config in a pod, else $KUBECONFIG or ~/.kube/config)",
+        " (default: kubernetes: = in-cluster config in a pod, else $KUBECONFIG or ~/.kube/config);"
+        " or, to aggregate what shippers of other clusters wrote with the kafka sink,"
+        " kafka:?brokers=HOST:9092&topic=TOPIC&group=GROUP (SASL/TLS parameters as the sink's)",
     )
     parser.add_argument(
         "--config",

@@ -85,6 +85,11 @@ class EventFilter:
             min_count=options.min_count,
         )
 
+    @property
+    def passes_all(self) -> bool:
+        """No parameter set: every event passes (the router then skips asking per event)."""
+        return self == _PASS_ALL
+
     def accepts(self, event: Event) -> bool:
         if self.level is not None and LEVEL_RANK.get(event.type, 0) < LEVEL_RANK[self.level]:
             return False
@@ -121,3 +126,6 @@ class EventFilter:
         if self.min_count is not None:
             parts.append(f"count>={self.min_count}")
         return " ".join(parts) or "all events"
+
+
+_PASS_ALL = EventFilter()

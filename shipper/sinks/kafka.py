@@ -49,6 +49,15 @@ sends it again), (b) after a crash, for the versions shipped in the last checkpo
 and (c) with ``--start=all``, which re-sends every retained event on purpose. A clean restart
 and a 410 re-list send only the versions not shipped yet. Every copy carries the same key and
 ``version_id`` header: deduplicate on it (or on uid + resource_version in the value).
+
+Exactly once (``exactly_once=true``; ``exactlyOnce: true`` in a config file): each write is
+one Kafka transaction holding the messages and, in a compacted state topic (``state_topic``,
+default ``<eventstopic>.kes-shipped``), the last version shipped per uid, read back at open and
+after a failed write: a crash, 410, ``--start=all`` or a new leader skips what was committed, so
+a ``read_committed`` consumer sees each ``version_id`` once. ``transactional.id`` =
+``kube-event-shipper.<cluster>.<sink name>``: a new leader fences the old one's producer. Entries
+older than ``state_retention`` (2 h, >= ``--event-ttl``) are forgotten. Brokers that refuse
+transactions are one start-up line. Example: ``kafka:?brokers=k:9092&exactly_once=true``
 """
 
 from __future__ import annotations
@@ -63,10 +72,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.sinks.kafka_partitioner import partitioner
 from shipper.spec import (
     ClientCert,
     ClusterName,
@@ -83,6 +91,7 @@ from shipper.uri import (
     UsageError,
     choice,
     parse_bool,
+    parse_duration,
     parse_list,
     parse_nonnegative_int,
     parse_positive_int,
@@ -200,6 +209,24 @@ class KafkaOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout, Layo
         parse=parse_positive_int,
     )
     client_id: str = option("kube-event-shipper", "Client id the brokers log and apply quotas to.")
+    exactly_once: bool = option(
+        False,
+        "Kafka transactions: each version once for read_committed consumers (Exactly once).",
+        parse=parse_bool,
+        exporter="exactlyOnce",
+    )
+    transactional_id: str | None = option(
+        None, "exactly_once: the transactional.id (default kube-event-shipper.CLUSTER.NAME)."
+    )
+    state_topic: str | None = option(
+        None,
+        "exactly_once: the compacted topic of what was shipped (default EVENTSTOPIC.kes-shipped).",
+    )
+    state_retention: float = option(
+        7200.0,
+        "exactly_once: how long a shipped version is remembered (at least the API server's --event-ttl).",
+        parse=parse_duration,
+    )
 
 
 class KafkaLog(logging.Handler):
@@ -246,7 +273,8 @@ class KafkaSink(Sink):
     guarantee = (
         "at least once per event version, ordered per uid (key = uid): a write that timed out,"
         " a crash (the last checkpoint interval) and --start=all may send a version again, with"
-        " the same version_id header (<uid>.<count>) to deduplicate on"
+        " the same version_id header (<uid>.<count>) to deduplicate on; exactly_once=true: once"
+        " per version for read_committed consumers (transactions, a compacted state topic)"
     )
     default_batch_size = 1000
     default_flush_interval = 0.5
@@ -302,6 +330,13 @@ class KafkaSink(Sink):
         #: acknowledge: its retry (the same batch) does not send them again.
         self._acked: set[tuple[str, str]] = set()
         self._headers_cluster = self.cluster.encode()
+        #: exactly_once=true: the transactional writer (shipper/sinks/kafka_txn.py) does the
+        #: writes; the plain path below stays as it is.
+        self._txn: Any = None
+        if options.exactly_once:
+            from shipper.sinks.kafka_txn import ExactlyOnce
+
+            self._txn = ExactlyOnce(self)
 
     def _check_codec(self, where: str) -> None:
         if self.compression in ("none", "gzip"):
@@ -350,6 +385,7 @@ class KafkaSink(Sink):
             "bootstrap_timeout_ms": min(timeout_ms, 10_000),
             "reconnect_backoff_max_ms": 2_000,
             "security_protocol": self.security_protocol,
+            "partitioner": partitioner(),  # the default's partitions, for less CPU per message
         }
         if self.tls:
             config["ssl_context"] = self._ssl
@@ -414,6 +450,8 @@ class KafkaSink(Sink):
         return text
 
     def open(self) -> None:
+        if self._txn is not None:
+            return self._txn.open()
         if self.producer is None:
             self.producer = self.connect()
         try:
@@ -447,11 +485,8 @@ class KafkaSink(Sink):
         of kubernetes-event-exporter's ``layout`` (TemplateError if it fails on this event)."""
         if self.options.layout is not None:
             value = self.options.layout.encode(event, self.cluster)
-        else:
-            document = event.document()
-            if self.cluster:
-                document["orchestrator"]["cluster"] = {"name": self.cluster}
-            value = orjson.dumps(document)
+        else:  # encoded once per event version, shared with the other JSON sinks
+            value = event.document_json(self.cluster)
         headers = [
             ("cluster", self._headers_cluster),
             ("type", event.type.encode()),
@@ -460,6 +495,8 @@ class KafkaSink(Sink):
         return event.uid.encode(), value, headers
 
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
+        if self._txn is not None:
+            return self._txn.write(events)
         from kafka import errors
 
         if self.producer is None:
@@ -470,8 +507,9 @@ class KafkaSink(Sink):
         sent: list[tuple[int, Event, Any]] = []
         rebuild = False
         try:
+            acked = self._acked  # usually empty: only a retried write has some
             for index, event in enumerate(events):
-                if event.key in self._acked:
+                if acked and event.key in acked:
                     continue
                 try:
                     key, value, headers = self.message(event)
@@ -535,6 +573,8 @@ class KafkaSink(Sink):
                 self._acked.add(event.key)
 
     def close(self) -> None:
+        if self._txn is not None:
+            self._txn.close()
         if self.producer is not None:
             producer, self.producer = self.producer, None
             try:

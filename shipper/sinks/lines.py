@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import orjson
-
 from shipper.event import Event
 from shipper.layout import Layout
 from shipper.sinks.base import Rejected, Sink, TransientError
@@ -38,7 +36,12 @@ def encode_lines(
 ) -> tuple[bytes, list[Rejected]]:
     """One line per event; an event whose layout fails to render is refused with the reason."""
     if layout is None:
-        return b"".join(orjson.dumps(event.document()) + b"\n" for event in events), []
+        # Each event's JSON is made once and shared with every other sink that wants it; joined
+        # as they are (no copy of each with its newline: a batch's payload is made once).
+        lines = [event.document_json() for event in events]
+        if lines:
+            lines.append(b"")  # the last line's newline
+        return b"\n".join(lines), []
     lines, rejected = [], []
     for index, event in enumerate(events):
         try:

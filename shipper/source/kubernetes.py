@@ -11,8 +11,9 @@ The flow per stream (all namespaces, or one stream per listed namespace), after 
 3. Keep the newest version from every event and bookmark; reconnect from it when the server
    ends the watch (timeoutSeconds) or the connection drops; re-list only on 410.
 
-Lines are decoded with orjson into plain dicts: no client models per event. Back-pressure from
-the sinks simply pauses the reading.
+Pages and lines are decoded by msgspec straight from the bytes into small structs holding only
+the fields an Event needs (shipper/source/wire.py): no client models, no dict per object. One
+page is held at a time. Back-pressure from the sinks simply pauses the reading.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ import orjson
 from shipper import kube
 from shipper.backoff import Backoff
 from shipper.errors import one_line
-from shipper.event import NotAnEvent, normalize
+from shipper.event import Event, NotAnEvent, normalize, utc_now
+from shipper.source import client as lightweight
+from shipper.source import wire
+from shipper.source.client import LightClient
+from shipper.source.wire import ListMeta
 from shipper.uri import Param, Uri, UsageError, parse_bool, parse_list, resolve_params
 
 log = logging.getLogger(__name__)
@@ -116,13 +121,18 @@ class SourceSettings:
 
 
 def build_api_client(settings: SourceSettings) -> Any:
-    """An authenticated ``kubernetes.client.ApiClient``, or UsageError naming what is wrong."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
+    """An authenticated client for :func:`shipper.kube.request`, or UsageError naming what is
+    wrong: the light one of shipper/source/client.py for the usual credentials (it spares the
+    official package's 27 MiB of models), else the official ``kubernetes.client.ApiClient``."""
     in_cluster = settings.in_cluster
     if in_cluster is None:
         in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and settings.kubeconfig is None
+    light = _light_client(settings, in_cluster)
+    if light is not None:
+        return light
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
     try:
         if in_cluster:
             config.load_incluster_config(client_configuration=configuration)
@@ -142,6 +152,21 @@ def build_api_client(settings: SourceSettings) -> Any:
     if settings.insecure:
         configuration.verify_ssl = False
     return client.ApiClient(configuration)
+
+
+def _light_client(settings: SourceSettings, in_cluster: bool) -> LightClient | None:
+    if settings.insecure:
+        return None  # rare: the official client's handling of it stays the reference
+    if in_cluster:
+        light = lightweight.in_cluster()
+    else:
+        path = settings.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        if os.pathsep in path:  # several files to merge: the official loader does that
+            return None
+        light = lightweight.from_kubeconfig(os.path.expanduser(path))
+    if light is not None and settings.master:
+        light.configuration.host = settings.master.rstrip("/")
+    return light
 
 
 # Everything the source needs from the daemon, as plain callables (no imports of app code).
@@ -172,6 +197,7 @@ class KubernetesSource:
         self.stop_event = threading.Event()
         self._ready: dict[str, bool] = {stream: False for stream in self.streams}
         self._listed = metrics.watch_events.labels("LISTED")
+        self._watched, self._seen = metrics.watch_events, dict[str, Any]()  # type -> counter
         self._responses: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -242,9 +268,16 @@ class KubernetesSource:
         return response
 
     def _list(self, stream: str, *, ship: bool) -> str:
-        """List every retained Event page by page; returns the list's resourceVersion."""
+        """List every retained Event page by page; returns the list's resourceVersion.
+
+        Only one page is held at a time: its items are handed to the sinks (whose queues are
+        bounded) before the next page is asked for, so memory does not grow with the cluster's
+        retained Events. What grows is the ledger, and ``present``, the uids seen, to forget at
+        the end those the ledger knew that are gone; with an empty ledger (a first start,
+        ``--start=all``) there is nothing to forget, and only their number is kept.
+        """
         self.metrics.relists.inc()
-        started, shipped, present = time.monotonic(), 0, set()
+        started, shipped, present = time.monotonic(), 0, _Seen(self.ledger.tracked_uids() > 0)
         next_progress = started + 10.0
         token: str | None = None
         while True:
@@ -252,29 +285,21 @@ class KubernetesSource:
             if token:
                 query.append(("continue", token))
             try:
-                page = orjson.loads(self._request(stream, query, 60.0).data)
+                meta, items = self._page(stream, query)
             except Gone:
                 # The continue token outlived etcd's compaction: start the list over. The ledger
                 # skips what this pass already handed to the sinks.
                 log.info("A paged list of %s expired; starting it over.", _stream_name(stream))
-                token, present = None, set()
+                token, present = None, _Seen(self.ledger.tracked_uids() > 0)
                 continue
-            list_rv = page["metadata"]["resourceVersion"]
-            for obj in page.get("items") or ():
-                if not ship:
-                    break
-                self._listed.inc()
-                present.add(obj["metadata"]["uid"])
-                if self._offer(stream, obj, "LISTED", position=None):
-                    shipped += 1
-                if self.stop_event.is_set():
-                    raise InterruptedError("stopping")
-            token = (page["metadata"].get("continue") or None) if ship else None
+            if ship and items:
+                shipped += self._ship_page(stream, items, present)
+            token = (meta.continue_ or None) if ship else None
             if not token:
                 break
             if time.monotonic() > next_progress:  # big clusters: say that the list moves on
                 next_progress = time.monotonic() + 10.0
-                remaining = page["metadata"].get("remainingItemCount")
+                remaining = meta.remainingItemCount
                 log.info(
                     "Listing %s: %d events so far%s, %d of them to ship.",
                     _stream_name(stream),
@@ -283,7 +308,7 @@ class KubernetesSource:
                     shipped,
                 )
         if ship:
-            forgotten = self.ledger.forget_missing(stream, present)
+            forgotten = self.ledger.forget_missing(stream, present.uids) if present.keep else 0
             log.info(
                 "Listed %d events in %s in %.1f s: %d to ship, %d already shipped%s.",
                 len(present),
@@ -293,8 +318,51 @@ class KubernetesSource:
                 len(present) - shipped,
                 f", {forgotten} expired ones forgotten" if forgotten else "",
             )
-        self.ledger.mark(stream, list_rv)
-        return str(list_rv)
+        self.ledger.mark(stream, meta.resourceVersion)
+        return str(meta.resourceVersion)
+
+    def _page(self, stream: str, query: list[tuple[str, Any]]) -> tuple[ListMeta, list[Any]]:
+        """One page of the list: its metadata and its items, decoded straight from the bytes
+        (shipper/source/wire.py); the odd page that does not fit the structs is read as dicts,
+        and each item is then converted on its own (so one odd item is skipped, not the page).
+        """
+        data = self._request(stream, query, 60.0).data
+        try:
+            page = wire.decode_page(data)
+            return page.metadata, page.items or []
+        except wire.DecodeError:
+            loose = orjson.loads(data)
+            meta = wire.ListMeta(
+                resourceVersion=str(loose["metadata"]["resourceVersion"]),
+                continue_=loose["metadata"].get("continue") or None,
+                remainingItemCount=loose["metadata"].get("remainingItemCount"),
+            )
+            return meta, loose.get("items") or []
+
+    def _ship_page(self, stream: str, items: list[Any], present: _Seen) -> int:
+        """Offer a page's items; returns how many went to the sinks. Metrics are counted once
+        per page, and a dispatcher that takes a page (:meth:`Dispatcher.page`) gets it whole."""
+        self._listed.inc(len(items))
+        self.metrics.last_event_timestamp.set(time.time())
+        events, now = [], utc_now()
+        for obj in items:
+            event = self._normalize(stream, obj, "LISTED", now)
+            if event is not None:
+                present.add(event.uid)
+                events.append(event)
+        page = getattr(self.dispatch, "page", None)
+        if page is not None:
+            shipped = page(stream, events)
+            if shipped is None or self.stop_event.is_set():
+                raise InterruptedError("stopping")
+            return int(shipped)
+        shipped = 0
+        for event in events:
+            if self.dispatch(stream, event, None):
+                shipped += 1
+            if self.stop_event.is_set():
+                raise InterruptedError("stopping")
+        return shipped
 
     def _watch(self, stream: str, resource_version: str) -> str:
         """Watch from ``resource_version`` until the server ends it; returns where to go on."""
@@ -322,31 +390,69 @@ class KubernetesSource:
         return resource_version
 
     def _handle_line(self, stream: str, line: bytes) -> str | None:
-        item = orjson.loads(line)
-        kind, obj = item.get("type"), item.get("object") or {}
-        self.metrics.watch_events.labels(kind or "UNKNOWN").inc()
+        try:
+            item = wire.decode_line(line)
+            kind, obj = item.type, item.object or wire.WireEvent()
+        except wire.DecodeError:
+            loose = orjson.loads(line)  # a line the structs do not fit: read it loosely
+            kind, obj = loose.get("type"), loose.get("object") or {}
+            if kind == "ERROR":
+                obj = wire.WireEvent(code=obj.get("code"), message=obj.get("message") or str(obj))
+        kind = kind or "UNKNOWN"
+        seen = self._seen.get(kind) or self._seen.setdefault(kind, self._watched.labels(kind))
+        seen.inc()
         if kind == "ERROR":
-            if obj.get("code") == 410:
+            if obj.code == 410:
                 raise Gone()
-            raise ApiError(int(obj.get("code") or 0), obj.get("message") or str(obj))
-        rv = (obj.get("metadata") or {}).get("resourceVersion")
+            raise ApiError(int(obj.code or 0), obj.message or str(obj))
+        rv = _resource_version(obj)
         if kind == "BOOKMARK":
             self.ledger.mark(stream, rv)
         elif kind == "DELETED":
             # TTL expiry: nothing to ship; the ledger forgets the uid in order.
-            self.ledger.mark(stream, rv, deleted_uid=obj["metadata"].get("uid"))
+            self.ledger.mark(stream, rv, deleted_uid=_uid(obj))
         elif kind in ("ADDED", "MODIFIED"):
-            self._offer(stream, obj, kind, position=rv)
+            event = self._normalize(stream, obj, kind)
+            if event is not None:
+                self.metrics.last_event_timestamp.set(time.time())
+                self.dispatch(stream, event, rv)
         return rv
 
-    def _offer(self, stream: str, obj: dict[str, Any], kind: str, position: str | None) -> bool:
+    def _normalize(self, stream: str, obj: Any, kind: str, now: str | None = None) -> Event | None:
         try:
-            event = normalize(obj, kind, self.cluster)
+            return normalize(obj, kind, self.cluster, now)
         except NotAnEvent as exc:
             log.warning("Skipped an object in %s: %s.", _stream_name(stream), exc)
-            return False
-        self.metrics.last_event_timestamp.set(time.time())
-        return self.dispatch(stream, event, position)
+            return None
+
+
+class _Seen:
+    """The uids a list found: kept only when the ledger knew some before (to forget those that
+    are gone), else only counted."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep, self.count = keep, 0
+        self.uids: set[str] = set()
+
+    def add(self, uid: str) -> None:
+        self.count += 1
+        if self.keep:
+            self.uids.add(uid)
+
+    def __len__(self) -> int:
+        return len(self.uids) if self.keep else self.count
+
+
+def _resource_version(obj: Any) -> str | None:
+    if isinstance(obj, dict):
+        return (obj.get("metadata") or {}).get("resourceVersion")
+    return obj.metadata.resourceVersion
+
+
+def _uid(obj: Any) -> str | None:
+    if isinstance(obj, dict):
+        return (obj.get("metadata") or {}).get("uid")
+    return obj.metadata.uid
 
 
 def _lines(response: Any) -> Iterator[bytes]:

@@ -108,7 +108,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Leader election: asked for, or implied by more than one replica. "true" or "". */}}
 {{- define "kes.leaderElection" -}}
-{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
+{{- if and (not .Values.aggregator.enabled) (or .Values.leaderElection.enabled (gt (int .Values.replicas) 1)) }}true{{ end }}
 {{- end }}
 
 {{- define "kes.leaseName" -}}
@@ -132,7 +132,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The --source URI. */}}
 {{- define "kes.source" -}}
-{{- if .Values.source.uri }}
+{{- if .Values.aggregator.enabled }}
+{{- include "kes.aggregatorSource" . }}
+{{- else if .Values.source.uri }}
 {{- .Values.source.uri }}
 {{- else }}
 {{- $params := list }}
@@ -168,7 +170,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   describes (a new emptyDir starts both afresh and the retained events are stored again; a
   checkpoint kept in a ConfigMap would say they are there already), else configmap. */}}
 {{- define "kes.checkpointType" -}}
-{{- if .Values.checkpoint.type }}{{ .Values.checkpoint.type }}
+{{- if .Values.aggregator.enabled }}none
+{{- else if .Values.checkpoint.type }}{{ .Values.checkpoint.type }}
 {{- else if and (not .Values.sinks) (not (include "kes.configFile" .)) (not (include "kes.leaderElection" .)) }}file
 {{- else }}configmap{{ end }}
 {{- end }}
@@ -196,6 +199,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $items := list }}
 {{- range .Values.sinks }}
 {{- $items = append $items (dict "kind" (regexFind "^[a-z][a-z0-9_]*" .) "text" .) }}
+{{- end }}
+{{- if .Values.aggregator.enabled }}{{- /* an aggregator's source: its Kafka brokers */}}
+{{- $items = append $items (dict "kind" "kafka" "text" (include "kes.aggregatorSource" .)) }}
 {{- end }}
 {{- $config := include "kes.configFile" . }}
 {{- if $config }}
