@@ -179,6 +179,16 @@ class _Args:
         ok, value = self.take()
         return int(value) if ok and is_int(value) else None
 
+    def index_then_number(self, fmt: str, i: int) -> tuple[int | None, int]:
+        """An optional ``[n]`` (the next argument), then ``*`` (taken from the arguments) or
+        digits: a width or a precision."""
+        index, i = _arg_index(fmt, i)
+        if index is not None:
+            self.next, self.reordered = index, True
+        if fmt[i : i + 1] == "*":
+            return self.star(), i + 1
+        return _number(fmt, i)
+
 
 def sprintf(fmt: str, *args: Any) -> str:
     """fmt.Sprintf for the verbs templates use, with Go's %!verb(type=value) for misfits."""
@@ -196,24 +206,12 @@ def sprintf(fmt: str, *args: Any) -> str:
         while i < len(fmt) and fmt[i] in "-+# 0":
             i += 1
         flags = fmt[start:i]
-        index, i = _arg_index(fmt, i)
-        if index is not None:
-            state.next, state.reordered = index, True
-        if fmt[i : i + 1] == "*":
-            width, i = state.star(), i + 1
-        else:
-            width, i = _number(fmt, i)
+        width, i = state.index_then_number(fmt, i)
         prec = None
         if fmt[i : i + 1] == ".":
-            i += 1
-            index, i = _arg_index(fmt, i)
-            if index is not None:
-                state.next, state.reordered = index, True
-            if fmt[i : i + 1] == "*":
-                prec, i = state.star(), i + 1
-            else:
-                prec, i = _number(fmt, i)
-                prec = prec or 0
+            prec, i = state.index_then_number(fmt, i + 1)
+            if fmt[i - 1 : i] != "*" and prec is None:
+                prec = 0  # "%.f": precision 0
         index, i = _arg_index(fmt, i)
         if index is not None:
             state.next, state.reordered = index, True
