@@ -42,12 +42,18 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shipper.sinks.base import Rejected
+from shipper.templates import TemplateError
 from shipper.uri import parse_duration
+
+if TYPE_CHECKING:
+    from shipper.event import Event
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -192,3 +198,15 @@ def _span(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def built_or_refused(
+    build: Callable[[Event], T], index: int, event: Event, rejected: list[Rejected]
+) -> T | None:
+    """``build(event)``, or None with the event refused for good (dead-lettered, the rest of
+    the batch goes on) when its ``layout`` fails on it."""
+    try:
+        return build(event)
+    except TemplateError as exc:
+        rejected.append(Rejected(index, f"the layout failed: {exc}"))
+        return None

@@ -74,6 +74,7 @@ from typing import Any
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
+from shipper.sinks.delivery import built_or_refused
 from shipper.sinks.kafka_partitioner import partitioner
 from shipper.spec import (
     ClientCert,
@@ -85,7 +86,6 @@ from shipper.spec import (
     check_readable,
     option,
 )
-from shipper.templates import TemplateError
 from shipper.tls import TLSFileError, client_context
 from shipper.uri import (
     UsageError,
@@ -511,11 +511,10 @@ class KafkaSink(Sink):
             for index, event in enumerate(events):
                 if acked and event.key in acked:
                     continue
-                try:
-                    key, value, headers = self.message(event)
-                except TemplateError as exc:
-                    rejected.append(Rejected(index, f"the layout failed: {exc}"))
+                built = built_or_refused(self.message, index, event, rejected)
+                if built is None:
                     continue
+                key, value, headers = built
                 try:
                     future = producer.send(self.topic, value=value, key=key, headers=headers)
                 except errors.MessageSizeTooLargeError as exc:

@@ -35,7 +35,7 @@ import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, TransientError
-from shipper.templates import TemplateError
+from shipper.sinks.delivery import built_or_refused
 from shipper.uri import UsageError
 
 if TYPE_CHECKING:
@@ -255,11 +255,10 @@ class ExactlyOnce:
             if refused is not None:
                 rejected.append(Rejected(index, refused))
                 continue
-            try:
-                key, value, headers = sink.message(event)
-            except TemplateError as exc:
-                rejected.append(Rejected(index, f"the layout failed: {exc}"))
+            built = built_or_refused(sink.message, index, event, rejected)
+            if built is None:
                 continue
+            key, value, headers = built
             messages.append((index, event, key, value, headers))
             newest[event.uid] = (event.count, event.resource_version)
         tombstones = list(self._tombstones)

@@ -27,6 +27,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import certifi
 import jsonschema
@@ -592,6 +593,29 @@ def test_a_message_over_max_message_bytes_is_refused_before_sending(broker):
     records = reader.wait(2)
     reader.close()
     assert [r.key for r in records] == [events[0].uid.encode(), events[2].uid.encode()]
+
+
+@pytest.mark.parametrize("exactly_once", [False, True])
+def test_an_event_its_layout_fails_on_is_refused_alone(broker, exactly_once):
+    topic = broker.create_topic()
+    layout = quote(
+        '{"r":"{{ if eq .Reason \\"Bad\\" }}{{ fail \\"bad\\" }}{{ end }}{{ .Reason }}"}'
+    )
+    uri = broker.uri(topic) + f"&layout={layout}" + ("&exactly_once=true" if exactly_once else "")
+    writer = sink(uri, cluster="prod")
+    events = make_events(3)
+    events[1].reason = "Bad"
+    writer.open()
+    try:
+        [refused] = writer.write(events)
+    finally:
+        writer.close()
+    assert refused.index == 1 and "the layout failed" in refused.reason
+    reader = broker.reader(topic)
+    records = reader.wait(2)
+    reader.close()
+    assert [r.key for r in records] == [events[0].uid.encode(), events[2].uid.encode()]
+    assert [json.loads(r.value) for r in records] == [{"r": "BackOff"}, {"r": "BackOff"}]
 
 
 def test_the_schema_file_is_valid_draft_2020_12():
