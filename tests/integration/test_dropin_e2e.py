@@ -64,14 +64,19 @@ class PipedShipper:
         return self.stderr_path.read_text(errors="replace")
 
 
+def config_args(kube_env: dict[str, str], namespace: str, config: Path, tmp: Path) -> list[str]:
+    """The shipper on the test's namespace with a config file, as a user runs it."""
+    return [
+        f"--source=kubernetes:?auth={kube_env['KUBECONFIG']}&namespaces={namespace}",
+        f"--config={config}",
+        f"--state-dir={tmp / 'state'}",
+    ]
+
+
 def test_the_bitnami_default_config_under_a_pipe_writes_each_event_version_once(
     kube_env, kube_api, namespace, tmp_path
 ):
-    args = [
-        f"--source=kubernetes:?auth={kube_env['KUBECONFIG']}&namespaces={namespace}",
-        f"--config={BITNAMI}",
-        f"--state-dir={tmp_path / 'state'}",
-    ]
+    args = config_args(kube_env, namespace, BITNAMI, tmp_path)
     created = [core_event(kube_api, namespace, obj=f"web-{i}") for i in range(40)]
     first = PipedShipper(args, tmp_path)
     wait_for(lambda: len(first.lines) >= 40, timeout=60, what="40 lines")
@@ -120,14 +125,7 @@ def test_a_webhook_layout_with_sprig_posts_exactly_the_originals_body(
         messages = ['Back-off <restarting> & "failed" container é', "Pulled image web:1.2"]
         for i, message in enumerate(messages):
             core_event(kube_api, namespace, obj=f"app-{i}", message=message)
-        shipper = PipedShipper(
-            [
-                f"--source=kubernetes:?auth={kube_env['KUBECONFIG']}&namespaces={namespace}",
-                f"--config={config}",
-                f"--state-dir={tmp_path / 'state'}",
-            ],
-            tmp_path,
-        )
+        shipper = PipedShipper(config_args(kube_env, namespace, config, tmp_path), tmp_path)
         wait_for(lambda: len(hook.requests) >= 2, timeout=60, what="two requests")
         assert shipper.stop() == 0
     listed = client.CoreV1Api(kube_api).list_namespaced_event(namespace, _preload_content=False)
@@ -188,14 +186,7 @@ def test_opensearch_and_teams_layouts_send_what_the_original_sends(
             core_event(kube_api, namespace, obj=f"app-{i}", message=m, type_="Warning")
             for i, m in enumerate(messages)
         ]
-        shipper = PipedShipper(
-            [
-                f"--source=kubernetes:?auth={kube_env['KUBECONFIG']}&namespaces={namespace}",
-                f"--config={config}",
-                f"--state-dir={tmp_path / 'state'}",
-            ],
-            tmp_path,
-        )
+        shipper = PipedShipper(config_args(kube_env, namespace, config, tmp_path), tmp_path)
         wait_for(lambda: len(teams.requests) >= 2, timeout=60, what="two Teams posts")
         wait_for(lambda: len(documents(opensearch_url, index)) >= 2, timeout=60, what="2 docs")
         assert shipper.stop() == 0, shipper.stderr()[-2000:]

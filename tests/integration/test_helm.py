@@ -65,7 +65,6 @@ class Rendered:
         self.docs = [
             d for d in docs if "helm.sh/hook" not in (d["metadata"].get("annotations") or {})
         ]
-        self.hooks = [d for d in docs if d not in self.docs]
         self.namespace, self.release = namespace, release
 
     def all(self, kind: str) -> list[dict[str, Any]]:

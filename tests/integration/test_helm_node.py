@@ -12,6 +12,7 @@ their ServiceAccount, as in any cluster.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -23,14 +24,14 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from tests.support.common import ROOT, STACK, read_env, stack_up
+from tests.support.common import ROOT, STACK, read_env, stack_image, stack_up, wait_for
 
 # The first setup may build the node and the images (see test_node.py): minutes, cold.
 pytestmark = pytest.mark.timeout(1800)
@@ -39,15 +40,8 @@ CHART = ROOT / "helm" / "kube-event-shipper"
 CONTAINER = "kube-event-shipper"
 
 
-def poll(condition: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+#: Node-side checks (kubectl, pods, the sinks) are asked once a second, not every 0.1 s.
+poll = functools.partial(wait_for, every=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +51,7 @@ def env() -> Iterator[dict[str, str]]:
     stack_up("opensearch", "kafka")
     stack_up("node")
     try:
-        done = subprocess.run(
-            [sys.executable, str(STACK), "image"],
-            cwd=ROOT, capture_output=True, text=True, timeout=3600,
-        )  # fmt: skip
-        if done.returncode != 0:
-            pytest.fail(f"scripts/stack image failed:\n{done.stderr[-6000:]}", pytrace=False)
+        stack_image()
         yield (env := read_env(ROOT / ".stack" / "env"))
         # The namespaces the tests made go while the controller-manager still runs (without it
         # they would stay Terminating).

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.support.common import ROOT, STACK, read_env, stack_up, wait_for
+from tests.support.common import ROOT, STACK, read_env, stack_image, stack_up, wait_for
 
 # The first test's setup may build the node (kubelet & co. 4-5 min after kube-apiserver's build,
 # helm about 2 min) and the images (debootstrap about 2 min, podman build about 2 min).
@@ -35,12 +35,7 @@ def node_env() -> Iterator[dict[str, str]]:
     the other modules (written for an API server without controllers) do not expect."""
     stack_up("node")
     try:
-        done = subprocess.run(
-            [sys.executable, str(STACK), "image"],
-            cwd=ROOT, capture_output=True, text=True, timeout=3600,
-        )  # fmt: skip
-        if done.returncode != 0:
-            pytest.fail(f"scripts/stack image failed:\n{done.stderr[-6000:]}", pytrace=False)
+        stack_image()
         yield read_env(ROOT / ".stack" / "env")
     finally:
         subprocess.run(

@@ -63,7 +63,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "condition",
+    every: float = 0.1,
+) -> Any:
+    """``condition()``'s first true value, asked every ``every`` seconds for ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -71,7 +77,20 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "c
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(every)
+
+
+def stack_image() -> None:
+    """``scripts/stack image``: the base and project images, built when their inputs changed
+    and imported into the node's containerd; the calling test fails with its stderr."""
+    import pytest
+
+    done = subprocess.run(
+        [sys.executable, str(STACK), "image"],
+        cwd=ROOT, capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"scripts/stack image failed:\n{done.stderr[-6000:]}", pytrace=False)
 
 
 class ShipperProcess:
