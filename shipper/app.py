@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from shipper.audit.source import AuditSource, AuditSourceSettings
 from shipper.checkpoint import (
     CheckpointStore,
     ConfigMapStore,
@@ -67,15 +68,29 @@ class Shipper:
             kafka_source.KafkaSourceSettings.from_uri(settings.source, settings)
             if self.fan_in
             else SourceSettings.from_uri(settings.source)
+            if settings.source
+            else None  # only the audit source
         )
+        #: --source=audit: the API server's audit webhook (shipper/audit/)
+        self.audit_settings = (
+            AuditSourceSettings.from_uri(settings.audit_source, settings)
+            if settings.audit_source
+            else None
+        )
+        if self.audit_settings is not None and self.fan_in:
+            raise UsageError(
+                "--source audit: not with --source kafka; run it in the clusters' shippers"
+            )
         sinks = build_sinks(settings.sinks, ctx, self.config)
         _check_store_directories(sinks)
         self.api_client = (
-            None if self.fan_in else api_client or build_api_client(self.source_settings)
+            None
+            if self.fan_in or self.source_settings is None
+            else api_client or build_api_client(self.source_settings)
         )
         self.enricher = (
             Enricher(self.api_client, self.metrics, settings.enrich)
-            if settings.enrich.enabled
+            if settings.enrich.enabled and self.api_client is not None
             else None
         )
         # The shipper's own Events on its Pod (shipper/recorder/own.py); none outside a Pod.
@@ -93,9 +108,15 @@ class Shipper:
         )
         self.workers = [SinkWorker(s, cfg, self.metrics, dead_letters) for s, cfg in sinks]
         self.router = Router(self.workers, self.config)
+        if self.audit_settings is not None and not self.router.for_audit:
+            raise UsageError(
+                "--source audit: no sink keeps audit documents (stores and JSON sinks do, chats"
+                " do not; a sink with documents=events does not): add one, such as --sink=sqlite:"
+            )
         self.elector = self._leader_elector() if settings.leader_elect else None
         self.ledger: Ledger | None = None
         self.source: KubernetesSource | kafka_source.KafkaSource | None = None
+        self.audit: AuditSource | None = None
         if self.elector is None:
             self.metrics.leader.set(1)
             self._load_checkpoint()
@@ -112,7 +133,7 @@ class Shipper:
         settings = self.settings
         if config.cluster_name and not settings.cluster:
             settings.cluster = config.cluster_name
-        if config.namespace and "namespaces=" not in settings.source:
+        if config.namespace and settings.source and "namespaces=" not in settings.source:
             glue = "&" if "?" in settings.source else "?"
             settings.source = f"{settings.source}{glue}namespaces={config.namespace}"
         if config.cache_size:
@@ -157,6 +178,18 @@ class Shipper:
         self.dispatcher = Dispatcher(
             self.ledger, self.router, self.workers, self.metrics, self.enricher
         )
+        if self.audit_settings is not None:
+            assert self.settings.state_dir is not None  # AuditSourceSettings checked it
+            self.audit = AuditSource(
+                self.audit_settings,
+                self.settings.state_dir,
+                self.ledger,
+                self.dispatcher,
+                self.metrics,
+                cluster=self.settings.cluster,
+            )
+        if self.source_settings is None:
+            return
         self.source = KubernetesSource(
             self.source_settings,
             self.api_client,
@@ -194,11 +227,15 @@ class Shipper:
             ) from None
 
     def _source_identity(self) -> str:
+        if self.api_client is None:
+            return "audit"
         return f"{self.api_client.configuration.host} {self.source_settings.api}"
 
     def _checkpoint_store(self) -> CheckpointStore:
         kind, _, where = self.settings.checkpoint.partition(":")
         if kind == "configmap":
+            if self.api_client is None:
+                raise UsageError("--checkpoint=configmap: needs the kubernetes source")
             namespace, _, name = where.rpartition("/")
             if not name:
                 raise UsageError("--checkpoint: expected configmap:[NAMESPACE/]NAME")
@@ -221,7 +258,11 @@ class Shipper:
         """Every watch established; a standby is ready too (it is doing its job: waiting)."""
         if self.elector is not None and not self.elector.is_leader:
             return not self.stopping.is_set()
-        return self.source is not None and self.source.ready
+        sources = self._sources()
+        return bool(sources) and all(source.ready for source in sources)
+
+    def _sources(self) -> list[Any]:
+        return [source for source in (self.source, self.audit) if source is not None]
 
     def run(self) -> int:
         if self.own is not None:
@@ -310,7 +351,7 @@ class Shipper:
             self.health = None
 
     def _start(self) -> None:
-        assert self.ledger is not None and self.source is not None
+        assert self.ledger is not None and self._sources()
         tune_gc()  # everything is set up: see shipper/pipeline.py
         store = self.ledger.store.describe()
         if self.enricher is not None:
@@ -322,7 +363,11 @@ class Shipper:
             )  # fmt: skip
         log.info(
             "Shipping %s to %s (checkpoint: %s, start: %s).",
-            self.source_settings.describe(),
+            " and ".join(
+                settings.describe()
+                for settings in (self.source_settings, self.audit_settings)
+                if settings is not None
+            ),
             ", ".join(
                 f"{w.sink.describe()} [{w.settings.filter.describe()}]" for w in self.workers
             ),
@@ -331,8 +376,11 @@ class Shipper:
         )
         for worker in self.workers:
             worker.start()
-        for stream in self.source.streams:
-            self._spawn(f"watch-{stream or 'all'}", self.source.run_stream, stream)
+        if self.audit is not None:
+            self.audit.start()
+        for source in self._sources():
+            for stream in source.streams:
+                self._spawn(f"watch-{stream or 'all'}", source.run_stream, stream)
         self._spawn("checkpoint", self._save_checkpoints)
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
@@ -365,10 +413,10 @@ class Shipper:
         self.metrics.inflight.set(self.ledger.inflight())
 
     def _shutdown(self) -> None:
-        assert self.source is not None
         grace = self.settings.grace_period if self._grace_override is None else self._grace_override
         deadline = time.monotonic() + grace
-        self.source.stop()
+        for source in self._sources():
+            source.stop()
         for thread in self._threads:
             if thread.name.startswith("watch-"):
                 thread.join(timeout=max(0.1, deadline - time.monotonic()))
@@ -387,9 +435,12 @@ class Shipper:
             worker.abandon()
             worker.thread.join(timeout=5)
         self._flush_checkpoint()
-        close = getattr(self.source, "close", None)
-        if close is not None:  # the kafka source commits its last offsets, leaves its group
-            close()
+        for source in self._sources():
+            # the kafka source commits its last offsets, leaves its group; the audit webhook
+            # takes batches until here (they are on disk), then closes its spool
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
         log.info("Stopped.")
 
 

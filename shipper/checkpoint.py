@@ -322,7 +322,8 @@ class Ticket:
         self._ledger = ledger
         self.stream, self.uid, self.rv, self.position = stream, uid, rv, position
         self._pending, self.seq = 0, 0
-        self.key: int | str = uid  # the ledger's compact form of the uid
+        #: the ledger's compact form of the uid; None when only the position counts
+        self.key: int | str | None = uid
 
     def done(self) -> None:
         """Called once per sink that finished with the event (shipped, dead-lettered, filtered)."""
@@ -409,6 +410,21 @@ class Ledger:
                 self._complete(ticket)
         return ticket
 
+    def begin_positional(
+        self, stream: str, uid: str, rv: str, position: str | None, sinks: int
+    ) -> Ticket:
+        """:meth:`begin` for a stream whose position alone says what was shipped (the audit
+        spool: shipper/audit/): nothing is remembered per uid, so the ledger does not grow
+        with every request the API server ever audited."""
+        ticket = Ticket(self, stream, uid, rv, position)
+        ticket._pending = sinks
+        ticket.key = None
+        with self._lock:
+            self._inflight.setdefault(stream, deque()).append(ticket)
+            if sinks == 0:
+                self._complete(ticket)
+        return ticket
+
     def mark(self, stream: str, position: str | None, deleted_uid: str | None = None) -> None:
         """A bookmark / list end (new position) or a deleted Event (forget its uid)."""
         with self._lock:
@@ -451,6 +467,10 @@ class Ledger:
                     self._complete(ticket)
 
     def _complete(self, ticket: Ticket) -> None:
+        if ticket.key is None:  # positional (begin_positional)
+            self._done.add(id(ticket))
+            self._advance(ticket.stream)
+            return
         self._sending.discard((ticket.uid, ticket.rv))
         self._seq += 1
         ticket.seq = self._seq
@@ -467,7 +487,8 @@ class Ledger:
                 if id(head) not in self._done:
                     break
                 self._done.discard(id(head))
-                self._forget_older(head)
+                if head.key is not None:
+                    self._forget_older(head)
             elif head.deleted_uid is not None and self._versions.drop(uid_key(head.deleted_uid)):
                 self._dirty_versions[uid_key(head.deleted_uid)] = head.deleted_uid
             queue.popleft()

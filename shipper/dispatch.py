@@ -78,6 +78,26 @@ class Dispatcher:
                 return None  # stopping: the open tickets keep the checkpoint before them
         return shipped
 
+    def positional(self, stream: str, items: Sequence[tuple[Event, str | None]]) -> bool:
+        """Events of a stream whose position alone says what was shipped (the audit spool),
+        each with the position to resume from once it and those before it are written; handed
+        to each sink's queue in one go. False if the source stopped while a queue was full."""
+        batches: dict[SinkWorker, list[tuple[Event, Ticket]]] = {w: [] for w in self.workers}
+        for event, position in items:
+            targets = self.router.targets(event)
+            ticket = self.ledger.begin_positional(
+                stream, event.uid, event.resource_version, position, len(targets)
+            )
+            for worker in self.workers:
+                if worker in targets:
+                    batches[worker].append((event, ticket))
+                else:
+                    worker.filtered.inc()
+        for worker, batch in batches.items():
+            if batch and not worker.offer_many(batch, self.stop_event):
+                return False
+        return True
+
     def _admit(
         self, stream: str, event: Event, position: str | None
     ) -> tuple[Sequence[SinkWorker], Ticket] | None:

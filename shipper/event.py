@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -86,6 +86,8 @@ def utc_now() -> str:
 class Event:
     """One occurrence of a Kubernetes Event as shipped: identity is (uid, resource_version)."""
 
+    #: What the document is: "event" here, "audit" for shipper/audit/record.py's AuditEvent.
+    kind: ClassVar[str] = "event"
     uid: str
     resource_version: str
     name: str

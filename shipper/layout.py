@@ -37,7 +37,10 @@ class Layout:
         self._compiled = _compile(tree, name)
 
     def render(self, event: Event, cluster: str = "") -> Any:
-        """The rendered tree (dicts, lists, strings and None)."""
+        """The rendered tree (dicts, lists, strings and None). A layout is written for Events:
+        an audit event (shipper/audit/) is its own document instead."""
+        if event.kind == "audit":
+            return orjson.loads(event.document_json(cluster))
         return _render(self._compiled, event_context(event, cluster))
 
     def render_context(self, data: Any) -> Any:
@@ -45,7 +48,10 @@ class Layout:
         return _render(self._compiled, data)
 
     def encode(self, event: Event, cluster: str = "") -> bytes:
-        """The body as the original marshals it; TemplateError if a template fails."""
+        """The body as the original marshals it; TemplateError if a template fails. An audit
+        event's is its own document (see :meth:`render`)."""
+        if event.kind == "audit":
+            return event.document_json(cluster)
         return self.encode_context(event_context(event, cluster))
 
     def encode_context(self, data: Any) -> bytes:

@@ -158,6 +158,30 @@ class Metrics:
             "Failed checkpoint saves (retried on the next flush).",
             registry=r,
         )
+        self.audit_batches = Counter(
+            "kube_event_shipper_audit_batches",
+            "Audit batches the webhook answered, by outcome: accepted (on disk, 200), full (the"
+            " spool is full: 429, the API server retries), error (the spool cannot be written:"
+            " 503), unauthorized (401), rejected (not an EventList: 400).",
+            ["outcome"],
+            registry=r,
+        )
+        self.audit_events_received = Counter(
+            "kube_event_shipper_audit_events_received",
+            "Audit events in the batches the webhook accepted.",
+            registry=r,
+        )
+        self.audit_spool_bytes = Gauge(
+            "kube_event_shipper_audit_spool_bytes",
+            "Bytes in the audit spool (accepted batches whose segment is not yet all shipped).",
+            registry=r,
+        )
+        self.audit_invalid = Counter(
+            "kube_event_shipper_audit_invalid_events",
+            "Items of an accepted batch that are not audit events (no auditID, stage or verb):"
+            " logged and skipped.",
+            registry=r,
+        )
         # Known label values exist at zero from the start: rate() and alerts need a series
         # before its first increment, and a missing series is not the same as "none yet".
         for kind in WATCH_TYPES:

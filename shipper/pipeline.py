@@ -36,6 +36,7 @@ from shipper.routing.filters import EventFilter
 from shipper.sinks.base import PermanentError, Rejected, Sink, TransientError
 from shipper.sinks.delivery import Outcome, Pace, Release, Retry
 from shipper.spec import SinkOptions
+from shipper.uri import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class SinkSettings:
     overflow: str
     max_backoff: float
     filter: EventFilter
+    #: The documents it gets: "events", "audit" or both (:mod:`shipper.routing.router`).
+    documents: frozenset[str] = frozenset({"event"})
 
     @classmethod
     def from_options(cls, sink: type[Sink], options: SinkOptions) -> SinkSettings:
@@ -64,7 +67,21 @@ class SinkSettings:
             overflow=options.overflow,
             max_backoff=options.max_backoff,
             filter=EventFilter.from_options(options, getattr(sink, "default_level", None)),
+            documents=_documents(sink, options),
         )
+
+
+def _documents(sink: type[Sink], options: SinkOptions) -> frozenset[str]:
+    """What ``documents=`` asks for, as far as the sink can keep it."""
+    wanted = getattr(options, "documents", "all")
+    if wanted == "events" or (wanted == "all" and not sink.accepts_audit):
+        return frozenset({"event"})
+    if not sink.accepts_audit:
+        raise UsageError(
+            f"sink {options.name or sink.scheme}: parameter documents: {sink.scheme} cannot keep"
+            " audit documents (stores and JSON sinks can: see `kube-event-shipper sinks`)"
+        )
+    return frozenset({"audit"}) if wanted == "audit" else frozenset({"event", "audit"})
 
 
 class DeadLetters:

@@ -29,7 +29,9 @@ class Settings:
     """Daemon settings; every default is what ``kube-event-shipper`` does with no flags."""
 
     source: str = "kubernetes:"
-    """Where events come from (a kube-eventer source URI)."""
+    """Where events come from (a kube-eventer source URI); empty: only the audit source."""
+    audit_source: str | None = None
+    """``audit:?listen=...``: also serve the API server's audit webhook (shipper/audit/)."""
     sinks: list[str] = field(default_factory=list)
     """Sink URIs; none means the embedded store, ``sqlite:`` in the state directory."""
     state_dir: str | None = field(default_factory=default_state_dir)

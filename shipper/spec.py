@@ -148,6 +148,7 @@ class SinkOptions:
     queue_size: int = option(10000, "Events held in memory for this sink.", parse=parse_positive_int, group="pipeline")  # fmt: skip
     overflow: str = option("block", "When the queue is full: block (pause the watch, lose nothing) or drop (count and skip).", parse=choice("block", "drop"), group="pipeline")  # fmt: skip
     max_backoff: float = option(60.0, "Longest pause between retries of a failing batch.", group="pipeline")  # fmt: skip
+    documents: str = option("all", "With an audit source (--source=audit:): which documents this sink gets: all, events or audit (sinks that cannot keep audit documents get events only).", parse=choice("all", "events", "audit"), group="pipeline")  # fmt: skip
 
     level: str | None = option(None, "Lowest event type to pass: Warning (Warnings only) or Normal (both; also Normal,Warning).", parse=parse_level, group="filter")  # fmt: skip
     namespaces: list[str] = option([], "Only events in these namespaces (names, or regular expressions such as my-.*, matched whole).", group="filter")  # fmt: skip

@@ -20,6 +20,7 @@ from shipper.cli.common import (
 )
 from shipper.enrich import EnrichSettings
 from shipper.settings import Settings
+from shipper.uri import UsageError
 
 DEFAULTS = Settings()
 ENRICH = EnrichSettings()
@@ -68,12 +69,14 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--source",
-        default=os.environ.get("KES_SOURCE", DEFAULTS.source),
+        action="append",
         metavar="URI",
         help="kubernetes:[MASTER][?inClusterConfig=&insecure=&auth=KUBECONFIG&namespaces=a,b]"
         " (default: kubernetes: = in-cluster config in a pod, else $KUBECONFIG or ~/.kube/config);"
         " or, to aggregate what shippers of other clusters wrote with the kafka sink,"
-        " kafka:?brokers=HOST:9092&topic=TOPIC&group=GROUP (SASL/TLS parameters as the sink's)",
+        " kafka:?brokers=HOST:9092&topic=TOPIC&group=GROUP (SASL/TLS parameters as the sink's)."
+        " Repeat it to add the API server's audit webhook:"
+        " audit:?listen=:8443&cert=tls.crt&key=tls.key&clientCA=ca.crt (docs/audit.md)",
     )
     parser.add_argument(
         "--config",
@@ -237,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(
         config=args.config,
         strict=args.strict,
-        source=args.source,
+        **_sources(args.source or [os.environ.get("KES_SOURCE") or DEFAULTS.source]),
         sinks=args.sink,
         state_dir=args.state_dir or None,
         start=args.start,
@@ -260,6 +263,26 @@ def run(args: argparse.Namespace) -> int:
         return 1
     shipper.install_signal_handlers()
     return shipper.run()
+
+
+def _sources(given: list[str]) -> dict[str, Any]:
+    """The repeated --source: at most one kubernetes: or kafka: source, at most one audit:."""
+    from shipper.audit.source import is_audit
+
+    audit = [source for source in given if is_audit(source)]
+    main = [source for source in given if not is_audit(source)]
+    if len(main) > 1:
+        raise UsageError(
+            f"--source: {len(main)} event sources given ({', '.join(_scheme(s) for s in main)});"
+            " one kubernetes: or kafka: source, plus an audit: source if you want one"
+        )
+    if len(audit) > 1:
+        raise UsageError("--source: more than one audit: source; one webhook takes every batch")
+    return {"source": main[0] if main else "", "audit_source": audit[0] if audit else None}
+
+
+def _scheme(source: str) -> str:
+    return source.partition(":")[0] + ":"
 
 
 def _log_settings(args: argparse.Namespace) -> tuple[str, str]:

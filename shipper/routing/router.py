@@ -22,13 +22,18 @@ W = TypeVar("W", bound=_Routable)
 
 class Router(Generic[W]):
     """Which sinks get an event: a ``--sink`` by its own filter; a config file's receiver when
-    the file's route sends the event there (and its own filter, if any, passes it)."""
+    the file's route sends the event there (and its own filter, if any, passes it).
+
+    An audit event (shipper/audit/) goes to the sinks whose ``documents`` take audit, by their
+    own filter; a config file's route tree, written for events, is not asked."""
 
     def __init__(self, sinks: Sequence[W], config: Config | None) -> None:
         receivers = set(config.used_receivers) if config else set()
         self.config = config
-        self.by_filter = [s for s in sinks if s.name not in receivers]
-        self.by_route = {s.name: s for s in sinks if s.name in receivers}
+        events = [s for s in sinks if "event" in s.settings.documents]
+        self.by_filter = [s for s in events if s.name not in receivers]
+        self.by_route = {s.name: s for s in events if s.name in receivers}
+        self.for_audit = [s for s in sinks if "audit" in s.settings.documents]
         #: Without a config file and with no filter set, every event goes to every sink: the
         #: same list each time, without a call per sink and event.
         self.everything = (
@@ -39,6 +44,8 @@ class Router(Generic[W]):
 
     def targets(self, event: Event) -> list[W]:
         """The sinks that get ``event`` (the caller must not change the list)."""
+        if event.kind == "audit":
+            return [s for s in self.for_audit if s.settings.filter.accepts(event)]
         if self.everything is not None:
             return self.everything
         chosen = [s for s in self.by_filter if s.settings.filter.accepts(event)]

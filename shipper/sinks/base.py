@@ -83,6 +83,10 @@ class Sink(ABC):
     passthrough: ClassVar[bool] = False
     #: What a user can rely on, for ``--help`` and the README.
     guarantee: ClassVar[str] = ""
+    #: True for a sink that keeps the audit source's documents (shipper/audit/record.py) as
+    #: well as events: one that writes the document as JSON, or has a place for audit (an
+    #: index, a table). Chats and fixed event schemas (MySQL, InfluxDB) do not.
+    accepts_audit: ClassVar[bool] = False
     default_batch_size: ClassVar[int] = 500
     default_flush_interval: ClassVar[float] = 1.0
 

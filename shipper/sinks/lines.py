@@ -54,6 +54,8 @@ def encode_lines(
 class LinesSink(Sink):
     """Writes JSON lines to ``self.out``, set by the subclass's ``open()``."""
 
+    accepts_audit = True  # the audit document as it is (a layout is for Events)
+
     out: BinaryIO | None = None
 
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:

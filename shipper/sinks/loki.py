@@ -241,6 +241,7 @@ class LokiOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout, Layou
 
 
 class LokiSink(Sink):
+    accepts_audit = True  # the audit document as it is (a layout is for Events)
     scheme = "loki"
     receiver = "loki"
     summary = "Grafana Loki push API (snappy protobuf or JSON), an entry per event version"

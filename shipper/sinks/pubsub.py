@@ -92,6 +92,7 @@ class PubsubOptions(SinkOptions, ClusterName, Timeout):
 
 
 class PubsubSink(Sink):
+    accepts_audit = True  # the audit document as it is (a layout is for Events)
     scheme = "pubsub"
     receiver = "pubsub"
     summary = "Google Cloud Pub/Sub: one message per event version, ordering key = uid"

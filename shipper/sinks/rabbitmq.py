@@ -110,6 +110,7 @@ class RabbitMQOptions(SinkOptions, LayoutOption, TLSTrust, ClientCert, ClusterNa
 
 
 class RabbitMQSink(Sink):
+    accepts_audit = True  # the audit document as it is (a layout is for Events)
     scheme = "rabbitmq"
     Options = RabbitMQOptions
     options: RabbitMQOptions

@@ -167,6 +167,7 @@ class SyslogOptions(SinkOptions, LayoutOption, TLSTrust, ClientCert, ClusterName
 
 
 class SyslogSink(Sink):
+    accepts_audit = True  # the audit document as it is (a layout is for Events)
     scheme = "syslog"
     receiver = "syslog"
     Options = SyslogOptions

@@ -462,6 +462,8 @@ class AwsSink(Sink):
     (:meth:`target`), checks it at start (:meth:`check`), makes one request entry per event
     (:meth:`entry`) and sends one request, recording per-entry failures (:meth:`send`)."""
 
+    accepts_audit = True  # the audit document as it is (a layout is for Events)
+
     service: ClassVar[str]  # botocore's name: sqs, sns, kinesis, firehose, events, logs
     action: ClassVar[str]  # the batch call, for messages
     max_entries: ClassVar[int]
