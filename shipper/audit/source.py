@@ -259,6 +259,9 @@ class AuditSource:
         log.info("Audit webhook listening on https://%s:%d%s.", host, port, path)
 
     def stop(self) -> None:
+        # From SIGTERM on, batches are answered 429: the API server sends them again, to the
+        # replica that replaces this one (a Pod's emptyDir spool goes with the Pod).
+        self.webhook.accepting = False
         self.stop_event.set()
         self.dispatch.stop_event.set()
 

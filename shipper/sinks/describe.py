@@ -73,6 +73,7 @@ def sink_text(cls: type[Sink], *, verbose: bool = False) -> str:
     if cls.receiver:
         lines.append(f"  config-file receiver: {cls.receiver}")
     lines.append(f"  guarantee: {cls.guarantee}")
+    lines.append(f"  audit documents: {_audit(cls)}")
     for d in own_options(cls):
         lines.append("  " + _option_line(d))
         if verbose and (d.meta.aliases or d.meta.exporter):
@@ -129,6 +130,7 @@ def sink_page(cls: type[Sink]) -> str:
     if cls.example:
         out += ["```sh", f"kube-event-shipper --sink='{cls.example}'", "```", ""]
     out += [f"**Guarantee:** {cls.guarantee}", ""]
+    out += [f"**Audit documents** (`--source=audit:`, docs/audit.md): {_audit(cls)}", ""]
     if module_doc:
         out += [module_doc, ""]
     out += _options_section(cls)
@@ -207,3 +209,9 @@ def docs_pages() -> dict[str, str]:
     pages = {f"{cls.scheme}.md": sink_page(cls) for cls in registry().classes()}
     pages["common.md"] = common_page()
     return pages
+
+
+def _audit(cls: type[Sink]) -> str:
+    if cls.accepts_audit:
+        return "kept, as their own document (event.dataset kubernetes.audit)"
+    return "not taken (events only)"
