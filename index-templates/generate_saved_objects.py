@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Write the Kibana and OpenSearch Dashboards saved objects for the ``kube-events*`` indices.
+"""Write the Kibana and OpenSearch Dashboards saved objects for the ``kube-events*`` indices
+(``kube-events.ndjson``) and for the audit documents' ``kube-events-audit*``
+(``kube-events-audit.ndjson``).
 
-One definition of the data view, the saved searches, the visualizations and the dashboard below;
-two renderings, because the two products stopped being interchangeable after Kibana 7.10:
+One definition of each data view, the saved searches, the visualizations and the dashboard below
+(a :class:`Board` each); two renderings, because the two products stopped being interchangeable
+after Kibana 7.10:
 
 - ``kibana/kube-events.ndjson``: written at the Kibana 7.17.0 migration level
   (``coreMigrationVersion`` 7.17.0, per-type ``migrationVersion`` no newer than 7.17.0 knows), so
@@ -13,8 +16,12 @@ two renderings, because the two products stopped being interchangeable after Kib
 
 Every count is the unique count of ``kubernetes.event.metadata.uid``: each count update of an
 event is its own document (``_id`` = uid.count), so a document count would count a crash-looping
-pod once per restart. Queries are Lucene (``query_string``), the one language both products and
-both servers run the same way.
+pod once per restart. The audit board counts requests, the unique count of
+``kubernetes.audit.audit_id``, for the same reason: each stage of a request (RequestReceived,
+ResponseComplete, ...) is its own document (``_id`` = auditID.stage). The events' data view leaves
+the audit documents out (``kube-events*,-kube-events-audit*``): ``kube-events*`` alone matches
+them too. Queries are Lucene (``query_string``), the one language both products and both servers
+run the same way.
 
     .venv/bin/python index-templates/generate_saved_objects.py          # write both files
     .venv/bin/python index-templates/generate_saved_objects.py --check  # exit 1 if they differ
@@ -34,7 +41,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 INDEX_PATTERN_ID = "kube-event-shipper-kube-events"
-INDEX_PATTERN_TITLE = "kube-events*"
+# The audit documents (kube-events-audit, kube-events-audit-2026.12.02, ...) match kube-events*.
+INDEX_PATTERN_TITLE = "kube-events*,-kube-events-audit*"
 TIME_FIELD = "@timestamp"
 UID = "kubernetes.event.metadata.uid"
 SEARCH_INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
@@ -97,6 +105,23 @@ class Panel:
     h: int
 
 
+@dataclass(frozen=True)
+class Board:
+    """One file of saved objects: a data view, its saved searches and visualizations, and the
+    dashboard that shows them all."""
+
+    file: str
+    data_view_id: str
+    data_view_title: str
+    searches: list[Search]
+    visualizations: list[Vis]
+    panels: list[Panel]
+    dashboard_id: str
+    dashboard_title: str
+    dashboard_description: str
+    metric_label: str
+
+
 def events(agg_id: str = "1") -> dict[str, Any]:
     """The metric of every chart: distinct events, not documents (one per count update)."""
     return agg(agg_id, "cardinality", "metric", field=UID, customLabel="Events")
@@ -114,6 +139,7 @@ def terms(
     label: str,
     missing: str | None = None,
 ) -> dict[str, Any]:
+    """Buckets ordered by the first metric (agg "1"), highest first."""
     return agg(
         agg_id,
         "terms",
@@ -328,11 +354,234 @@ PANELS = [
     Panel(SEARCH["kube-event-shipper-search-scheduling-failures"], 24, 57, 24, 13),
 ]
 
+EVENTS = Board(
+    file="kube-events.ndjson",
+    data_view_id=INDEX_PATTERN_ID,
+    data_view_title=INDEX_PATTERN_TITLE,
+    searches=SEARCHES,
+    visualizations=VISUALIZATIONS,
+    panels=PANELS,
+    dashboard_id=DASHBOARD_ID,
+    dashboard_title=DASHBOARD_TITLE,
+    dashboard_description=DASHBOARD_DESCRIPTION,
+    metric_label="Events",
+)
+
+# ---------------------------------------------------------------------------------------------
+# The audit documents (shipper/audit/record.py): who did what, denied requests, secrets read,
+# exec/attach/port-forward into pods, RBAC changes.
+
+AUDIT = "kubernetes.audit"
+AUDIT_ID = f"{AUDIT}.audit_id"
+AUDIT_USER = f"{AUDIT}.user.username"
+AUDIT_VERB = f"{AUDIT}.verb"
+AUDIT_REF = f"{AUDIT}.object_ref"
+AUDIT_CODE = f"{AUDIT}.response_status.code"
+
+CHANGE_VERBS = "(create OR update OR patch OR delete OR deletecollection)"
+# Refused: by authentication (401) or authorization (403), or the authorizer's own word (a
+# webhook authorizer's forbid on a request that then failed otherwise still says forbid).
+QUERY_AUDIT_DENIED = f"{AUDIT_CODE}:(401 OR 403) OR {AUDIT}.authorization.decision:forbid"
+QUERY_AUDIT_CHANGES = f"{AUDIT_VERB}:{CHANGE_VERBS}"
+QUERY_AUDIT_SECRETS_READ = f"{AUDIT_REF}.resource:secrets AND {AUDIT_VERB}:(get OR list OR watch)"
+QUERY_AUDIT_EXEC = (
+    f"{AUDIT_REF}.resource:pods AND {AUDIT_REF}.subresource:(exec OR attach OR portforward)"
+)
+QUERY_AUDIT_RBAC = (
+    f'{AUDIT_REF}.api_group:"rbac.authorization.k8s.io" AND {AUDIT_VERB}:{CHANGE_VERBS}'
+)
+
+
+def requests_metric(agg_id: str = "1") -> dict[str, Any]:
+    """The audit charts' metric: distinct requests, not documents (one per stage)."""
+    return agg(agg_id, "cardinality", "metric", field=AUDIT_ID, customLabel="Requests")
+
+
+AUDIT_SEARCHES = [
+    Search(
+        "kube-event-shipper-audit-search-changes",
+        "Kubernetes audit: changes",
+        "Who created, updated, patched or deleted what. Each stage of a request is its own row.",
+        QUERY_AUDIT_CHANGES,
+        [AUDIT_USER, AUDIT_VERB, f"{AUDIT_REF}.resource", f"{AUDIT_REF}.namespace",
+         f"{AUDIT_REF}.name", AUDIT_CODE, "source.ip"],
+    ),
+    Search(
+        "kube-event-shipper-audit-search-denied",
+        "Kubernetes audit: denied requests",
+        "Requests refused with 401 or 403, or that the authorizer forbade.",
+        QUERY_AUDIT_DENIED,
+        [AUDIT_USER, AUDIT_VERB, f"{AUDIT_REF}.resource", f"{AUDIT_REF}.namespace",
+         f"{AUDIT_REF}.name", AUDIT_CODE, "source.ip", "user_agent.original"],
+    ),
+    Search(
+        "kube-event-shipper-audit-search-secrets-read",
+        "Kubernetes audit: secrets read",
+        "get, list and watch of Secrets: who read which secret, and the answer.",
+        QUERY_AUDIT_SECRETS_READ,
+        [AUDIT_USER, AUDIT_VERB, f"{AUDIT_REF}.namespace", f"{AUDIT_REF}.name", AUDIT_CODE,
+         "user_agent.original"],
+    ),
+    Search(
+        "kube-event-shipper-audit-search-exec",
+        "Kubernetes audit: exec, attach and port-forward into pods",
+        "Interactive access to containers: pods/exec, pods/attach, pods/portforward.",
+        QUERY_AUDIT_EXEC,
+        [AUDIT_USER, f"{AUDIT_REF}.subresource", f"{AUDIT_REF}.namespace",
+         f"{AUDIT_REF}.name", AUDIT_CODE, "source.ip"],
+    ),
+    Search(
+        "kube-event-shipper-audit-search-rbac-changes",
+        "Kubernetes audit: RBAC changes",
+        "Roles, ClusterRoles and their bindings created, changed or deleted.",
+        QUERY_AUDIT_RBAC,
+        [AUDIT_USER, AUDIT_VERB, f"{AUDIT_REF}.resource", f"{AUDIT_REF}.namespace",
+         f"{AUDIT_REF}.name", AUDIT_CODE],
+    ),
+]  # fmt: skip
+AUDIT_SEARCH = {search.id: search for search in AUDIT_SEARCHES}
+
+AUDIT_VISUALIZATIONS = [
+    Vis(
+        "kube-event-shipper-audit-vis-requests-over-time",
+        "Kubernetes audit: requests over time by verb",
+        "Distinct requests (unique audit_id) per interval, by verb.",
+        "histogram",
+        [requests_metric(), over_time("2"), terms("3", AUDIT_VERB, "group", 10, "Verb")],
+        value_axis_title="Requests",
+    ),
+    Vis(
+        "kube-event-shipper-audit-vis-denied-over-time",
+        "Kubernetes audit: denied requests over time by user",
+        "Requests refused with 401 or 403, or forbidden by the authorizer, per interval.",
+        "histogram",
+        [requests_metric(), over_time("2"), terms("3", AUDIT_USER, "group", 10, "User")],
+        search="kube-event-shipper-audit-search-denied",
+        value_axis_title="Requests",
+    ),
+    Vis(
+        "kube-event-shipper-audit-vis-top-users",
+        "Kubernetes audit: top users",
+        "The users with the most requests, split by verb.",
+        "horizontal_bar",
+        [
+            requests_metric(),
+            terms("2", AUDIT_USER, "segment", 20, "User"),
+            terms("3", AUDIT_VERB, "group", 5, "Verb"),
+        ],
+        value_axis_title="Requests",
+    ),
+    Vis(
+        "kube-event-shipper-audit-vis-who-changed-what",
+        "Kubernetes audit: who changed what",
+        "Creates, updates, patches and deletes by user, verb and resource.",
+        "table",
+        [
+            requests_metric(),
+            terms("2", AUDIT_USER, "bucket", 20, "User"),
+            terms("3", AUDIT_VERB, "bucket", 10, "Verb"),
+            terms("4", f"{AUDIT_REF}.resource", "bucket", 20, "Resource"),
+        ],
+        search="kube-event-shipper-audit-search-changes",
+    ),
+    Vis(
+        "kube-event-shipper-audit-vis-denied-by-user",
+        "Kubernetes audit: denied requests by user",
+        "Who was refused what: user, verb, resource and the HTTP status.",
+        "table",
+        [
+            requests_metric(),
+            terms("2", AUDIT_USER, "bucket", 20, "User"),
+            terms("3", AUDIT_VERB, "bucket", 10, "Verb"),
+            terms("4", f"{AUDIT_REF}.resource", "bucket", 20, "Resource", missing="-"),
+            terms("5", AUDIT_CODE, "bucket", 5, "Code"),  # a number: no missing bucket
+        ],
+        search="kube-event-shipper-audit-search-denied",
+    ),
+    Vis(
+        "kube-event-shipper-audit-vis-secrets-read",
+        "Kubernetes audit: secrets read by user",
+        "Who read which Secret (get, list, watch), and how often.",
+        "table",
+        [
+            requests_metric(),
+            terms("2", AUDIT_USER, "bucket", 20, "User"),
+            terms("3", f"{AUDIT_REF}.namespace", "bucket", 20, "Namespace", missing="-"),
+            terms("4", f"{AUDIT_REF}.name", "bucket", 20, "Secret", missing="(list/watch)"),
+        ],
+        search="kube-event-shipper-audit-search-secrets-read",
+    ),
+    Vis(
+        "kube-event-shipper-audit-vis-exec",
+        "Kubernetes audit: exec, attach and port-forward by user",
+        "Who opened a shell, attached or forwarded a port into which pod.",
+        "table",
+        [
+            requests_metric(),
+            terms("2", AUDIT_USER, "bucket", 20, "User"),
+            terms("3", f"{AUDIT_REF}.subresource", "bucket", 3, "Access"),
+            terms("4", f"{AUDIT_REF}.namespace", "bucket", 20, "Namespace"),
+            terms("5", f"{AUDIT_REF}.name", "bucket", 20, "Pod"),
+        ],
+        search="kube-event-shipper-audit-search-exec",
+    ),
+    Vis(
+        "kube-event-shipper-audit-vis-rbac-changes",
+        "Kubernetes audit: RBAC changes by user",
+        "Roles, ClusterRoles and bindings changed, by user, verb, kind and name.",
+        "table",
+        [
+            requests_metric(),
+            terms("2", AUDIT_USER, "bucket", 20, "User"),
+            terms("3", AUDIT_VERB, "bucket", 10, "Verb"),
+            terms("4", f"{AUDIT_REF}.resource", "bucket", 10, "Resource"),
+            terms("5", f"{AUDIT_REF}.name", "bucket", 20, "Name", missing="-"),
+        ],
+        search="kube-event-shipper-audit-search-rbac-changes",
+    ),
+]
+AUDIT_VIS = {vis.id: vis for vis in AUDIT_VISUALIZATIONS}
+
+AUDIT_PANELS = [
+    Panel(AUDIT_VIS["kube-event-shipper-audit-vis-requests-over-time"], 0, 0, 24, 13),
+    Panel(AUDIT_VIS["kube-event-shipper-audit-vis-denied-over-time"], 24, 0, 24, 13),
+    Panel(AUDIT_VIS["kube-event-shipper-audit-vis-top-users"], 0, 13, 16, 15),
+    Panel(AUDIT_VIS["kube-event-shipper-audit-vis-who-changed-what"], 16, 13, 32, 15),
+    Panel(AUDIT_VIS["kube-event-shipper-audit-vis-denied-by-user"], 0, 28, 24, 15),
+    Panel(AUDIT_VIS["kube-event-shipper-audit-vis-secrets-read"], 24, 28, 24, 15),
+    Panel(AUDIT_VIS["kube-event-shipper-audit-vis-exec"], 0, 43, 24, 15),
+    Panel(AUDIT_VIS["kube-event-shipper-audit-vis-rbac-changes"], 24, 43, 24, 15),
+    Panel(AUDIT_SEARCH["kube-event-shipper-audit-search-denied"], 0, 58, 24, 15),
+    Panel(AUDIT_SEARCH["kube-event-shipper-audit-search-changes"], 24, 58, 24, 15),
+    Panel(AUDIT_SEARCH["kube-event-shipper-audit-search-secrets-read"], 0, 73, 16, 15),
+    Panel(AUDIT_SEARCH["kube-event-shipper-audit-search-exec"], 16, 73, 16, 15),
+    Panel(AUDIT_SEARCH["kube-event-shipper-audit-search-rbac-changes"], 32, 73, 16, 15),
+]
+
+AUDIT_BOARD = Board(
+    file="kube-events-audit.ndjson",
+    data_view_id="kube-event-shipper-kube-events-audit",
+    data_view_title="kube-events-audit*",
+    searches=AUDIT_SEARCHES,
+    visualizations=AUDIT_VISUALIZATIONS,
+    panels=AUDIT_PANELS,
+    dashboard_id="kube-event-shipper-audit-dashboard",
+    dashboard_title="Kubernetes audit",
+    dashboard_description=(
+        "The kube-apiserver's audit events shipped by kube-event-shipper: who did what, denied "
+        "requests, secrets read, exec/attach/port-forward into pods, RBAC changes. Charts count "
+        "distinct requests (unique audit_id): each stage of a request is its own document."
+    ),
+    metric_label="Requests",
+)
+
+BOARDS = {board.file: board for board in (EVENTS, AUDIT_BOARD)}
+
 
 @dataclass(frozen=True)
 class Flavour:
     name: str
-    path: Path
+    path: Path  # the events' file; a board's is HERE / name / board.file
     migration_version: dict[str, str]
     core_migration_version: str | None
     panel_version: str
@@ -423,21 +672,21 @@ def lucene(query: str) -> dict[str, str]:
     return {"query": query, "language": "lucene"}
 
 
-def index_pattern(flavour: Flavour) -> dict[str, Any]:
+def index_pattern(flavour: Flavour, board: Board = EVENTS) -> dict[str, Any]:
     attributes = {
         "fields": "[]",  # fetched from the mapping when the data view is first loaded
         "timeFieldName": TIME_FIELD,
-        "title": INDEX_PATTERN_TITLE,
+        "title": board.data_view_title,
         **flavour.index_pattern_attributes,
     }
-    return saved_object(flavour, "index-pattern", INDEX_PATTERN_ID, attributes, [])
+    return saved_object(flavour, "index-pattern", board.data_view_id, attributes, [])
 
 
-def index_reference() -> dict[str, str]:
-    return {"id": INDEX_PATTERN_ID, "name": SEARCH_INDEX_REF, "type": "index-pattern"}
+def index_reference(board: Board = EVENTS) -> dict[str, str]:
+    return {"id": board.data_view_id, "name": SEARCH_INDEX_REF, "type": "index-pattern"}
 
 
-def search(flavour: Flavour, spec: Search) -> dict[str, Any]:
+def search(flavour: Flavour, spec: Search, board: Board = EVENTS) -> dict[str, Any]:
     source = {
         "highlightAll": True,
         "version": True,
@@ -454,7 +703,7 @@ def search(flavour: Flavour, spec: Search) -> dict[str, Any]:
         "title": spec.title,
         "version": 1,
     }
-    return saved_object(flavour, "search", spec.id, attributes, [index_reference()])
+    return saved_object(flavour, "search", spec.id, attributes, [index_reference(board)])
 
 
 def vis_aggs(flavour: Flavour, spec: Vis) -> list[dict[str, Any]]:
@@ -471,7 +720,7 @@ def vis_aggs(flavour: Flavour, spec: Vis) -> list[dict[str, Any]]:
     return aggs
 
 
-def chart_params(flavour: Flavour, spec: Vis) -> dict[str, Any]:
+def chart_params(flavour: Flavour, spec: Vis, board: Board = EVENTS) -> dict[str, Any]:
     horizontal = spec.type == "horizontal_bar"
     category_axis = {
         "id": "CategoryAxis-1",
@@ -504,7 +753,7 @@ def chart_params(flavour: Flavour, spec: Vis) -> dict[str, Any]:
                 "show": True,
                 "type": "histogram",
                 "mode": "stacked",
-                "data": {"label": "Events", "id": "1"},
+                "data": {"label": board.metric_label, "id": "1"},
                 "valueAxis": "ValueAxis-1",
                 "drawLinesBetweenPoints": True,
                 "lineWidth": 2,
@@ -541,8 +790,9 @@ def table_params(flavour: Flavour) -> dict[str, Any]:
     }
 
 
-def visualization(flavour: Flavour, spec: Vis) -> dict[str, Any]:
-    params = table_params(flavour) if spec.type == "table" else chart_params(flavour, spec)
+def visualization(flavour: Flavour, spec: Vis, board: Board = EVENTS) -> dict[str, Any]:
+    table = spec.type == "table"
+    params = table_params(flavour) if table else chart_params(flavour, spec, board)
     vis_state = {
         "title": spec.title,
         "type": spec.type,
@@ -563,14 +813,14 @@ def visualization(flavour: Flavour, spec: Vis) -> dict[str, Any]:
         references = [{"id": spec.search, "name": "search_0", "type": "search"}]
     else:
         source["indexRefName"] = SEARCH_INDEX_REF
-        references = [index_reference()]
+        references = [index_reference(board)]
     attributes["kibanaSavedObjectMeta"]["searchSourceJSON"] = compact(source)
     return saved_object(flavour, "visualization", spec.id, attributes, references)
 
 
-def dashboard(flavour: Flavour) -> dict[str, Any]:
+def dashboard(flavour: Flavour, board: Board = EVENTS) -> dict[str, Any]:
     panels, references = [], []
-    for number, panel in enumerate(PANELS):
+    for number, panel in enumerate(board.panels):
         ref_name = f"panel_{number}"
         object_type = "search" if isinstance(panel.ref, Search) else "visualization"
         index = str(number + 1)
@@ -586,7 +836,7 @@ def dashboard(flavour: Flavour) -> dict[str, Any]:
         panels.append(entry)
         references.append({"id": panel.ref.id, "name": ref_name, "type": object_type})
     attributes = {
-        "description": DASHBOARD_DESCRIPTION,
+        "description": board.dashboard_description,
         "hits": 0,
         "kibanaSavedObjectMeta": {
             "searchSourceJSON": compact({"query": lucene(""), "filter": []}),
@@ -597,27 +847,28 @@ def dashboard(flavour: Flavour) -> dict[str, Any]:
         "timeFrom": "now-24h",
         "timeRestore": True,
         "timeTo": "now",
-        "title": DASHBOARD_TITLE,
+        "title": board.dashboard_title,
         "version": 1,
     }
-    return saved_object(flavour, "dashboard", DASHBOARD_ID, attributes, references)
+    return saved_object(flavour, "dashboard", board.dashboard_id, attributes, references)
 
 
-def objects(flavour: Flavour) -> list[dict[str, Any]]:
+def objects(flavour: Flavour, board: Board = EVENTS) -> list[dict[str, Any]]:
     """Referenced objects first, as Kibana's own exports order them."""
     return [
-        index_pattern(flavour),
-        *(search(flavour, spec) for spec in SEARCHES),
-        *(visualization(flavour, spec) for spec in VISUALIZATIONS),
-        dashboard(flavour),
+        index_pattern(flavour, board),
+        *(search(flavour, spec, board) for spec in board.searches),
+        *(visualization(flavour, spec, board) for spec in board.visualizations),
+        dashboard(flavour, board),
     ]
 
 
-def render(flavour_name: str) -> str:
+def render(flavour_name: str, board: str = EVENTS.file) -> str:
+    """The NDJSON of one board (``kube-events.ndjson``, ``kube-events-audit.ndjson``)."""
     flavour = FLAVOURS[flavour_name]
     return "".join(
         json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n"
-        for obj in objects(flavour)
+        for obj in objects(flavour, BOARDS[board])
     )
 
 
@@ -626,18 +877,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
     args = parser.parse_args(argv)
     stale = 0
-    for name, flavour in FLAVOURS.items():
-        text = render(name)
-        current = flavour.path.read_text(encoding="utf-8") if flavour.path.exists() else None
-        shown = flavour.path.relative_to(HERE.parent)
-        if args.check:
-            if current != text:
-                print(f"{shown} differs from the generator's output", file=sys.stderr)
-                stale += 1
-            continue
-        flavour.path.parent.mkdir(parents=True, exist_ok=True)
-        flavour.path.write_text(text, encoding="utf-8")
-        print(f"wrote {shown}")
+    for name in FLAVOURS:
+        for board in BOARDS:
+            path = HERE / name / board
+            text = render(name, board)
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+            shown = path.relative_to(HERE.parent)
+            if args.check:
+                if current != text:
+                    print(f"{shown} differs from the generator's output", file=sys.stderr)
+                    stale += 1
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {shown}")
     return 1 if stale else 0
 
 

@@ -89,6 +89,8 @@ class Spool:
         self._handle = open(self._path(self._current), "ab")  # noqa: SIM115 - kept open
         self._fsync_directory()
         self._closed = False
+        #: records found damaged while reading (skipped with the rest of their segment)
+        self.damaged = 0
 
     # -- the webhook's side
 
@@ -196,12 +198,20 @@ class Spool:
         with open(self._path(position.segment), "rb") as handle:
             handle.seek(position.offset)
             header = handle.read(_HEADER.size)
-            length, crc = _HEADER.unpack(header)
-            payload = handle.read(length)
-        if len(payload) != length or zlib.crc32(payload) != crc:
-            raise OSError(
-                f"audit spool {self._path(position.segment)}: damaged record at {position.offset}"
+            length, crc = _HEADER.unpack(header) if len(header) == _HEADER.size else (0, 0)
+            payload = handle.read(length) if length <= size - position.offset else b""
+        if len(header) < _HEADER.size or len(payload) != length or zlib.crc32(payload) != crc:
+            # Not a torn tail (cut off at start): the disk changed under us. Stopping here for
+            # good would stop every later batch too; skip the rest of this segment, loudly.
+            log.error(
+                "Audit spool %s: the record at byte %d is damaged; skipping the rest of the"
+                " segment (%d bytes).",
+                self._path(position.segment),
+                position.offset,
+                size - position.offset,
             )
+            self.damaged += 1
+            return Record(position.segment, position.offset, size, b"")
         return Record(position.segment, position.offset, position.offset + 8 + length, payload)
 
     # -- files

@@ -1,4 +1,5 @@
-"""``kube-event-shipper query``: events from the embedded sqlite store, like kubectl get events."""
+"""``kube-event-shipper query``: events from the embedded sqlite store, like kubectl get events;
+``query --audit``: the API server's audit events kept there (shipper/sinks/sqlite.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "query",
         prog=f"{PROG} query",
         help="read events from the embedded sqlite store, like kubectl get events",
-        description="Show events from the embedded sqlite store, like kubectl get events.",
-        epilog="example:\n  kube-event-shipper query --since=2h -n default --reason='BackOff|OOM'",
+        description="Show events from the embedded sqlite store, like kubectl get events;"
+        " with --audit, the API server's audit events kept there.",
+        epilog="examples:\n"
+        "  kube-event-shipper query --since=2h -n default --reason='BackOff|OOM'\n"
+        "  kube-event-shipper query --audit --since=1d --denied\n"
+        "  kube-event-shipper query --audit --resource=pods/exec --user=alice",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -52,6 +57,33 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         metavar="[KIND/]NAME",
         help="the involved object's top owner, e.g. Deployment/web (needs --enrich)",
     )
+    audit = parser.add_argument_group(
+        "audit", "the API server's audit events (an audit source): one row per request"
+    )
+    audit.add_argument(
+        "--audit",
+        action="store_true",
+        help="show audit events instead of events (-n, --name, --since and --limit apply too)",
+    )
+    audit.add_argument("--user", metavar="NAME", help="the requesting username, exactly")
+    audit.add_argument(
+        "--verb", metavar="VERB[,VERB]", help="get, list, watch, create, update, patch, delete..."
+    )
+    audit.add_argument(
+        "--resource",
+        metavar="RESOURCE[/SUB]",
+        help="the resource, with a subresource: secrets, pods/exec, deployments/scale",
+    )
+    audit.add_argument(
+        "--denied",
+        action="store_true",
+        help="refused requests only: HTTP 401 or 403, or the authorizer's decision forbid",
+    )
+    audit.add_argument(
+        "--stages",
+        action="store_true",
+        help="every stage of a request (RequestReceived, ResponseComplete, ...), not its last",
+    )
     parser.add_argument("--limit", type=int, default=500, help="newest N events (default 500)")
     parser.add_argument(
         "-o", "--output", choices=("table", "wide", "json", "yaml"), default="table"
@@ -65,6 +97,11 @@ def query(args: argparse.Namespace) -> int:
     from shipper.uri import parse_regex
 
     path = args.db or default_path(args.state_dir)
+    if args.audit:
+        return query_audit(args, path)
+    for flag in AUDIT_ONLY:
+        if getattr(args, flag):
+            raise UsageError(f"--{flag}: only with --audit")
     if args.reason is not None:
         try:
             parse_regex(args.reason)
@@ -94,6 +131,49 @@ def query(args: argparse.Namespace) -> int:
         yaml.safe_dump(rows, sys.stdout, allow_unicode=True, sort_keys=False)
     else:
         _print_table(rows, wide=args.output == "wide", namespaces=args.namespace is None)
+    return 0
+
+
+#: Flags of the events' query that audit rows do not have, and the audit-only ones.
+EVENTS_ONLY = ("kind", "type", "reason", "message", "owner")
+AUDIT_ONLY = ("user", "verb", "resource", "denied", "stages")
+
+
+def query_audit(args: argparse.Namespace, path: str) -> int:
+    from shipper.sinks.sqlite import AuditQuery, run_audit_query
+
+    for flag in EVENTS_ONLY:
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag}: not with --audit (audit rows have no {flag})")
+    verbs = tuple(v.strip() for v in (args.verb or "").split(",") if v.strip())
+    if args.verb is not None and not verbs:
+        raise UsageError("--verb: expected a verb such as get or delete")
+    if args.resource is not None and not args.resource.partition("/")[0]:
+        raise UsageError("--resource: expected RESOURCE or RESOURCE/SUBRESOURCE, e.g. pods/exec")
+    query = AuditQuery(
+        since=args.since,
+        namespace=args.namespace,
+        user=args.user,
+        verbs=verbs,
+        resource=args.resource,
+        name=args.name,
+        denied=args.denied,
+        stages=args.stages,
+        limit=args.limit,
+    )
+    try:
+        rows = run_audit_query(path, query)
+    except FileNotFoundError:
+        raise UsageError(f"--db: {path} does not exist; has the shipper run yet?") from None
+    if args.output == "json":
+        json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    elif args.output == "yaml":
+        import yaml
+
+        yaml.safe_dump(rows, sys.stdout, allow_unicode=True, sort_keys=False)
+    else:
+        _print_audit_table(rows, wide=args.output == "wide", namespaces=args.namespace is None)
     return 0
 
 
@@ -150,3 +230,37 @@ def _print_table(rows: list[dict[str, Any]], *, wide: bool, namespaces: bool) ->
         if message_col < len(cells) - 1:
             cells[message_col] = cells[message_col].ljust(min(widths[message_col], limit))
         print("  ".join(cells).rstrip())
+
+
+def _print_audit_table(rows: list[dict[str, Any]], *, wide: bool, namespaces: bool) -> None:
+    """One line per request: when, who, what, on which object, and the answer."""
+    if not rows:
+        print("No audit events match.", file=sys.stderr)
+        return
+    headers = ["TIME", "USER", "VERB", "RESOURCE", "NAME", "CODE", "DECISION"]
+    if namespaces:
+        headers.insert(3, "NAMESPACE")
+    if wide:
+        headers += ["STAGE", "SOURCE IP", "USER AGENT", "AUDIT ID"]
+    table = [headers]
+    for row in rows:
+        what = row["resource"] or ""
+        if row["subresource"]:
+            what = f"{what}/{row['subresource']}"
+        line = [
+            row["stage_time"][:19].replace("T", " "),
+            row["username"] or "",
+            row["verb"],
+            what or row["request_uri"] or "",
+            row["name"] or "",
+            "" if row["code"] is None else str(row["code"]),
+            row["decision"] or "",
+        ]
+        if namespaces:
+            line.insert(3, row["namespace"] or "")
+        if wide:
+            line += [row["stage"], row["source_ip"] or "", row["user_agent"] or "", row["audit_id"]]
+        table.append(line)
+    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
+    for line in table:
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(line)).rstrip())

@@ -61,9 +61,13 @@ def setup(args: argparse.Namespace) -> int:
     if args.print_only:
         default = "ism" if sink.expects == "opensearch" else "ilm"
         lifecycle = args.lifecycle or default
-        for method, path, body in sink.setup_requests(
-            sink.planned_mode(), None if lifecycle == "none" else lifecycle, first_index=True
-        ):
+        mode, policy = sink.planned_mode(), None if lifecycle == "none" else lifecycle
+        requests = []
+        if sink.takes_events:
+            requests += sink.setup_requests(mode, policy, first_index=True)
+        if sink.takes_audit:  # the audit documents' own index (docs/audit.md)
+            requests += sink.audit_setup_requests(mode, policy, first_index=True)
+        for method, path, body in requests:
             print(f"{method} /{path}")
             print(json.dumps(body, indent=2))
         return 0

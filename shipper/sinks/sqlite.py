@@ -22,6 +22,24 @@ databases get these columns added at start.
 ``namespace``/``kind``/``name`` are the involved object's; ``namespace`` is ``''`` for
 cluster-scoped objects such as Nodes. Read it with ``kube-event-shipper query``, or any SQLite
 client: ``sqlite3 events.db "select last_seen, reason, name from events order by last_seen"``.
+
+Audit documents: with an audit source (``--source=audit:``, docs/audit.md) the same file keeps
+the API server's audit events in a table of their own, next to ``events`` (which does not
+change); ``documents=events`` keeps them out, ``documents=audit`` keeps only them. One row per
+request *stage*, keyed by ``(audit_id, stage)``, so a replayed batch never adds a row::
+
+    audit(audit_id, stage, verb, username, groups, source_ip, user_agent, resource, subresource,
+          namespace, name, api_group, api_version, code, decision, reason, request_uri, level,
+          received, stage_time, cluster, document)
+
+``groups`` is a JSON array, ``source_ip`` the first of ``sourceIPs``, ``code`` the response's
+HTTP status, ``decision``/``reason`` the authorizer's (``allow``/``forbid`` and why),
+``received``/``stage_time`` the request's and the stage's time, and ``document`` the whole
+``kubernetes.audit`` document as JSON (request and response bodies included, at the levels
+that record them). The view ``audit_requests`` shows each request once, at its last stage.
+``retention`` prunes audit rows by ``stage_time`` as it prunes events. Read them with
+``kube-event-shipper query --audit`` (``--user``, ``--verb``, ``--resource``, ``--denied``, ...)
+or ``sqlite3 events.db "select stage_time, username, verb, resource, name, code from audit"``.
 """
 
 from __future__ import annotations
@@ -42,6 +60,11 @@ from shipper.spec import SinkOptions, option
 
 SCHEMA_VERSION = 2
 PRUNE_EVERY = 600.0
+#: The order of an audit event's stages (shipper/audit/record.py: STAGES), as SQL.
+STAGE_RANK = (
+    "CASE {stage} WHEN 'RequestReceived' THEN 0 WHEN 'ResponseStarted' THEN 1"
+    " WHEN 'ResponseComplete' THEN 2 WHEN 'Panic' THEN 3 ELSE 1 END"
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,7 +87,32 @@ CREATE INDEX IF NOT EXISTS events_last_seen ON events (last_seen);
 CREATE INDEX IF NOT EXISTS events_namespace ON events (namespace, last_seen);
 CREATE INDEX IF NOT EXISTS events_reason ON events (reason, last_seen);
 CREATE INDEX IF NOT EXISTS events_object ON events (kind, name);
-"""
+CREATE TABLE IF NOT EXISTS audit (
+  audit_id TEXT NOT NULL,
+  stage TEXT NOT NULL,
+  verb TEXT NOT NULL,
+  username TEXT NOT NULL DEFAULT '',
+  groups TEXT, source_ip TEXT, user_agent TEXT,
+  resource TEXT, subresource TEXT,
+  namespace TEXT NOT NULL DEFAULT '',
+  name TEXT, api_group TEXT, api_version TEXT,
+  code INTEGER, decision TEXT, reason TEXT, request_uri TEXT, level TEXT,
+  received TEXT NOT NULL,
+  stage_time TEXT NOT NULL,
+  cluster TEXT NOT NULL DEFAULT '',
+  document TEXT NOT NULL,
+  PRIMARY KEY (audit_id, stage)
+);
+CREATE INDEX IF NOT EXISTS audit_stage_time ON audit (stage_time);
+CREATE INDEX IF NOT EXISTS audit_username ON audit (username, stage_time);
+CREATE INDEX IF NOT EXISTS audit_namespace ON audit (namespace, resource, stage_time);
+CREATE INDEX IF NOT EXISTS audit_code ON audit (code, stage_time);
+CREATE VIEW IF NOT EXISTS audit_requests AS
+  SELECT * FROM audit AS a WHERE NOT EXISTS (
+    SELECT 1 FROM audit AS b WHERE b.audit_id = a.audit_id
+    AND ({later}) > ({this})
+  );
+""".format(later=STAGE_RANK.format(stage="b.stage"), this=STAGE_RANK.format(stage="a.stage"))
 #: Columns added after schema 1, for databases made by an older version.
 ADDED_COLUMNS = (("labels", "TEXT"), ("owner_kind", "TEXT"), ("owner_name", "TEXT"))
 #: Kept from an earlier version when a later one comes without them (not looked up).
@@ -87,6 +135,19 @@ UPSERT = (
     # A late replay of an older version must not roll the row back.
     " WHERE excluded.last_seen > events.last_seen"
     " OR (excluded.last_seen = events.last_seen AND excluded.count >= events.count)"
+)
+
+
+AUDIT_COLUMNS = (
+    "audit_id", "stage", "verb", "username", "groups", "source_ip", "user_agent", "resource",
+    "subresource", "namespace", "name", "api_group", "api_version", "code", "decision", "reason",
+    "request_uri", "level", "received", "stage_time", "cluster", "document",
+)  # fmt: skip
+#: A stage of a request never changes: the first write wins, a replay is a no-op.
+AUDIT_INSERT = (
+    f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})"
+    " ON CONFLICT(audit_id, stage) DO NOTHING"
 )
 
 
@@ -131,6 +192,26 @@ def _row(event: Event, shipped_at: str) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def _audit_row(event: Any) -> tuple[Any, ...]:
+    """The ``audit`` row of a :class:`shipper.audit.record.AuditEvent`."""
+    encoded = event.document_json(event.cluster)  # made once, shared with the other sinks
+    audit = orjson.loads(encoded)["kubernetes"]["audit"]
+    user = audit.get("user") or {}
+    ref = audit.get("object_ref") or {}
+    authorization = audit.get("authorization") or {}
+    ips = audit.get("source_ips") or ()
+    groups = user.get("groups")
+    return (
+        event.uid, event.resource_version, event.reason, user.get("username") or "",
+        orjson.dumps(groups).decode() if groups else None, ips[0] if ips else None,
+        audit.get("user_agent"), ref.get("resource"), ref.get("subresource"),
+        ref.get("namespace") or "", ref.get("name"), ref.get("api_group"),
+        ref.get("api_version"), event.status_code, authorization.get("decision"),
+        authorization.get("reason"), audit.get("request_uri"), audit.get("level"),
+        event.first_timestamp, event.last_timestamp, event.cluster, encoded.decode(),
+    )  # fmt: skip
+
+
 def cutoff(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - seconds))
 
@@ -147,7 +228,11 @@ class SqliteSink(Sink):
     example = "sqlite:/data/events.db?retention=168h"
     Options = SqliteOptions
     options: SqliteOptions
-    guarantee = "exactly once per event: an upsert by uid; count updates update the row"
+    guarantee = (
+        "exactly once per event: an upsert by uid; count updates update the row (audit: once"
+        " per request stage, keyed by audit_id and stage)"
+    )
+    accepts_audit = True
     default_batch_size = 1000
     default_flush_interval = 0.2
 
@@ -174,9 +259,18 @@ class SqliteSink(Sink):
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
         assert self.db is not None
         now = utc_now()
+        rows, audit = [], []
+        for event in events:
+            if event.kind == "audit":
+                audit.append(_audit_row(event))
+            else:
+                rows.append(_row(event, now))
         try:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany(UPSERT, [_row(event, now) for event in events])
+            if rows:
+                self.db.executemany(UPSERT, rows)
+            if audit:
+                self.db.executemany(AUDIT_INSERT, audit)
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self.db.in_transaction:
@@ -189,9 +283,9 @@ class SqliteSink(Sink):
     def prune(self) -> int:
         assert self.db is not None
         self._last_prune = time.monotonic()
-        deleted = self.db.execute(
-            "DELETE FROM events WHERE last_seen < ?", (cutoff(self.options.retention),)
-        ).rowcount
+        oldest = cutoff(self.options.retention)
+        deleted = self.db.execute("DELETE FROM events WHERE last_seen < ?", (oldest,)).rowcount
+        deleted += self.db.execute("DELETE FROM audit WHERE stage_time < ?", (oldest,)).rowcount
         return deleted
 
     def close(self) -> None:
@@ -258,6 +352,76 @@ def run_query(path: str, query: Query) -> list[dict[str, Any]]:
         rows = [_decoded(dict(row)) for row in db.execute(sql, [*args, query.limit])]
     finally:
         db.close()
+    rows.reverse()
+    return rows
+
+
+@dataclass
+class AuditQuery:
+    """Filters of ``kube-event-shipper query --audit``; every one is optional."""
+
+    since: float | None = None  # seconds back from now, by the stage's time
+    namespace: str | None = None
+    user: str | None = None  # the username, exactly
+    verbs: tuple[str, ...] = ()  # any of them (get, list, create, ...)
+    resource: str | None = None  # RESOURCE or RESOURCE/SUBRESOURCE (secrets, pods/exec)
+    name: str | None = None
+    denied: bool = False  # HTTP 401/403, or the authorizer said forbid
+    stages: bool = False  # every stage of a request, not only its last
+    limit: int = 500
+
+
+DENIED = "(code IN (401, 403) OR decision = 'forbid')"
+
+
+def run_audit_query(path: str, query: AuditQuery) -> list[dict[str, Any]]:
+    """Audit rows matching ``query``, newest first (then shown oldest first); one per request
+    (the ``audit_requests`` view: its last stage) unless ``stages`` asks for every stage."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    clauses: list[str] = []
+    args: list[Any] = []
+    if query.since is not None:
+        clauses.append("stage_time >= ?")
+        args.append(cutoff(query.since))
+    for column in ("namespace", "name"):
+        value = getattr(query, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if query.user is not None:
+        clauses.append("username = ?")
+        args.append(query.user)
+    if query.verbs:
+        clauses.append(f"verb IN ({', '.join('?' * len(query.verbs))})")
+        args.extend(query.verbs)
+    if query.resource is not None:
+        resource, slash, subresource = query.resource.partition("/")
+        clauses.append("lower(resource) = lower(?)")
+        args.append(resource)
+        if slash:
+            clauses.append("lower(subresource) = lower(?)")
+            args.append(subresource)
+    if query.denied:
+        clauses.append(DENIED)
+    source = "audit" if query.stages else "audit_requests"
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    rank = STAGE_RANK.format(stage="stage")
+    sql = (
+        f"SELECT * FROM {source}{where}"
+        f" ORDER BY stage_time DESC, audit_id DESC, {rank} DESC LIMIT ?"
+    )
+    try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit'").fetchone():
+            return []  # a database written before audit documents existed
+        rows = [dict(row) for row in db.execute(sql, [*args, query.limit])]
+    finally:
+        db.close()
+    for row in rows:
+        row["groups"] = orjson.loads(row["groups"]) if row["groups"] else []
+        row["document"] = orjson.loads(row["document"])
     rows.reverse()
     return rows
 

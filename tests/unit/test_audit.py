@@ -163,6 +163,29 @@ def test_a_batch_cut_short_by_a_crash_is_cut_off_at_the_next_start(tmp_path: Pat
     again.close()
 
 
+def test_a_damaged_record_skips_the_rest_of_its_segment_not_every_later_one(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(str(tmp_path), max_bytes=8 * 1024 * 1024)
+    first = spool.append(b"first")
+    spool.append(b"second")  # damaged below, and with it the rest of the segment
+    spool.close()
+    path = tmp_path / f"{first.segment:012d}.spool"
+    data = bytearray(path.read_bytes())
+    data[first.end + 9] ^= 0xFF  # a byte of the second payload: its CRC no longer matches
+    path.write_bytes(bytes(data))
+    again = Spool(str(tmp_path), max_bytes=8 * 1024 * 1024)
+    # a start keeps only whole records: the damaged one is now the segment's cut-off tail
+    assert path.stat().st_size == first.end
+    data = bytearray(path.read_bytes())
+    data[9] ^= 0xFF  # damage the first record too, after the start this time
+    path.write_bytes(bytes(data))
+    again.append(b"third")
+    assert [p for _, _, p in read_all(again)] == [b"third"]
+    assert again.damaged == 1
+    again.close()
+
+
 def test_a_full_spool_refuses_until_shipped_segments_are_released(tmp_path: Path) -> None:
     spool = Spool(str(tmp_path), max_bytes=1024 * 1024)  # segments of 128 KiB
     written = []

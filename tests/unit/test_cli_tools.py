@@ -86,3 +86,16 @@ def test_setup_print_for_an_alias_shows_the_write_index_the_sink_makes(capsys):
     }
     assert main(["setup", "--print", "elasticsearch:http://127.0.0.1:9?mode=dated"]) == 0
     assert "000001" not in capsys.readouterr().out
+
+
+def test_setup_print_shows_the_audit_index_as_the_documents_parameter_asks(capsys):
+    uri = "elasticsearch:http://127.0.0.1:9?mode=alias&index=ev"
+    assert main(["setup", "--print", uri]) == 0
+    both = capsys.readouterr().out
+    assert "PUT /_index_template/ev\n" in both and "PUT /_index_template/ev-audit\n" in both
+    assert main(["setup", "--print", f"{uri}&documents=audit"]) == 0
+    audit = capsys.readouterr().out
+    assert "PUT /_index_template/ev-audit\n" in audit and "PUT /ev-audit-000001" in audit
+    assert "PUT /_index_template/ev\n" not in audit and "PUT /ev-000001" not in audit
+    assert main(["setup", "--print", f"{uri}&documents=events"]) == 0
+    assert "-audit" not in capsys.readouterr().out

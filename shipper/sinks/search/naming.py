@@ -1,5 +1,6 @@
 """Where the search sinks write: dated index names (``index_format``, Go layouts), the index
-patterns that cover them, the server an Elastic Cloud id names and the nodes sniffing finds."""
+patterns that cover them, the audit documents' names next to the events', the server an Elastic
+Cloud id names and the nodes sniffing finds."""
 
 from __future__ import annotations
 
@@ -27,6 +28,31 @@ def dated_format(layout: str | None, index: str, scheme: str) -> str:
     for token, field_ in (("2006", "{Y}"), ("01", "{m}"), ("02", "{d}"), ("15", "{H}")):
         go = go.replace(token, field_)
     return _literal(head) + go + _literal(tail)
+
+
+#: What the audit documents' index, alias or data stream adds to the events' name.
+AUDIT_SUFFIX = "-audit"
+
+
+def audit_index(index: str) -> str:
+    """The audit documents' data stream, alias or dated prefix: ``kube-events-audit``."""
+    return index + AUDIT_SUFFIX
+
+
+def audit_index_format(layout: str | None) -> str | None:
+    """``index_format`` for the audit documents: ``-audit`` after the name, before the date and
+    its separator (``kube-events-{2006-01-02}`` -> ``kube-events-audit-{2006-01-02}``); after a
+    name without a date (``kube-events-all`` -> ``kube-events-all-audit``)."""
+    if not layout:
+        return layout
+    head, brace, rest = layout.partition("{")
+    if not brace:
+        return layout + AUDIT_SUFFIX
+    name = head.rstrip("-_.")
+    separator = head[len(name) :]
+    if not name:  # the date comes first: {2006.01.02}-events -> audit-{2006.01.02}-events
+        return "audit" + (separator or "-") + layout
+    return f"{name}{AUDIT_SUFFIX}{separator}{brace}{rest}"
 
 
 def _literal(text: str) -> str:

@@ -4,7 +4,8 @@ policies (ILM for Elasticsearch, ISM for OpenSearch) and the templates that comp
 ``setup`` (:mod:`shipper.sinks.search.setup`) installs them; ``index-templates/`` holds the same
 bodies rendered to files for curl users (``scripts/render-index-templates`` writes them; a test
 keeps them equal). The field names are Metricbeat's ``kubernetes.event`` dataset's, plus a few
-ECS fields (README: The event document).
+ECS fields (README: The event document). :data:`AUDIT_MAPPING` maps the audit source's
+``kubernetes.audit`` documents (shipper/audit/record.py), which go to an index of their own.
 """
 
 from __future__ import annotations
@@ -52,6 +53,72 @@ MAPPING: dict[str, Any] = {
                     kind=KEYWORD, name=KEYWORD, namespace=KEYWORD, uid=KEYWORD,
                     api_version=KEYWORD, resource_version=KEYWORD, field_path=KEYWORD,
                 ),
+            ),
+        ),
+    },
+}  # fmt: skip
+
+_IGNORE_ABOVE = {**KEYWORD, "ignore_above": 1024}
+#: Searchable words and an exact, aggregatable value (ECS's ``user_agent.original``).
+KEYWORD_AND_TEXT = {**_IGNORE_ABOVE, "fields": {"text": {"type": "text"}}}
+TEXT_AND_KEYWORD = {"type": "text", "fields": {"keyword": _IGNORE_ABOVE}}
+#: Kept in _source, not indexed: an object's whole body (RequestResponse level) as JSON text.
+STORED_ONLY = {"type": "keyword", "index": False, "doc_values": False}
+#: A malformed address (never from a kube-apiserver) loses the field, not the document.
+IP = {"type": "ip", "ignore_malformed": True}
+LONG = {"type": "long"}
+
+
+def _user() -> dict[str, Any]:
+    return _obj(username=KEYWORD, uid=KEYWORD, groups=KEYWORD)
+
+
+#: The ``kubernetes.audit`` document (shipper/audit/record.py, docs/audit.md): ECS fields where
+#: ECS has one, the API server's audit event under ``kubernetes.audit``.
+AUDIT_MAPPING: dict[str, Any] = {
+    "date_detection": False,
+    "dynamic_templates": [
+        {"annotations": {"path_match": "kubernetes.audit.annotations.*", "mapping": _IGNORE_ABOVE}},
+        {"strings_as_keywords": {"match_mapping_type": "string", "mapping": _IGNORE_ABOVE}},
+    ],
+    "properties": {
+        "@timestamp": DATE,
+        "message": TEXT_AND_KEYWORD,
+        "event": _obj(
+            kind=KEYWORD, dataset=KEYWORD, module=KEYWORD, id=KEYWORD, action=KEYWORD,
+            outcome=KEYWORD, created=DATE, start=DATE, end=DATE,
+        ),
+        "log": _obj(level=KEYWORD),
+        "orchestrator": _obj(
+            type=KEYWORD, namespace=KEYWORD, cluster=_obj(name=KEYWORD),
+            resource=_obj(type=KEYWORD, name=KEYWORD),
+        ),
+        "user": _obj(name=KEYWORD, id=KEYWORD),
+        "source": _obj(ip=IP),
+        "user_agent": _obj(original=KEYWORD_AND_TEXT),
+        "http": _obj(response=_obj(status_code=LONG)),
+        "kubernetes": _obj(
+            namespace=KEYWORD,
+            audit=_obj(
+                audit_id=KEYWORD, stage=KEYWORD, verb=KEYWORD, level=KEYWORD,
+                request_uri={**KEYWORD, "ignore_above": 4096},
+                user=_user(), impersonated_user=_user(),
+                source_ips=IP,
+                user_agent=KEYWORD_AND_TEXT,
+                object_ref=_obj(
+                    resource=KEYWORD, subresource=KEYWORD, namespace=KEYWORD, name=KEYWORD,
+                    uid=KEYWORD, api_group=KEYWORD, api_version=KEYWORD,
+                    resource_version=KEYWORD,
+                ),
+                response_status=_obj(
+                    code=LONG, status=KEYWORD, reason=KEYWORD, message=TEXT_AND_KEYWORD
+                ),
+                request_received_timestamp=DATE,
+                stage_timestamp=DATE,
+                annotations={"type": "object", "dynamic": True},
+                authorization=_obj(decision=KEYWORD, reason=TEXT_AND_KEYWORD),
+                request_object=STORED_ONLY,
+                response_object=STORED_ONLY,
             ),
         ),
     },
@@ -124,13 +191,14 @@ def index_template(
     patterns: list[str] | None = None,
     *,
     mappings: bool = True,
+    description: str = "Kubernetes events shipped by kube-event-shipper",
 ) -> dict[str, Any]:
     composed = [f"{index}-settings", f"{index}-mappings"] if mappings else [f"{index}-settings"]
     body: dict[str, Any] = {
         "index_patterns": patterns or index_patterns(index, mode),
         "priority": priority(index),
         "composed_of": composed,
-        "_meta": {"description": "Kubernetes events shipped by kube-event-shipper", **MANAGED},
+        "_meta": {"description": description, **MANAGED},
     }
     if settings:
         body["template"] = {"settings": settings}

@@ -35,6 +35,22 @@ data stream needs an ``@timestamp`` a layout need not give) and the ``_id`` stay
 ``<uid>.<count>``; an event the layout fails on is dead-lettered. ``index_format`` without a date
 in braces writes to the one index it names; ``cloud_id`` (``cloudID``) gives the server.
 
+Audit documents: with an audit source (``--source=audit:``, docs/audit.md) the API server's
+audit events go to their own place next to the events', in the same mode: the data stream or
+alias ``INDEX-audit`` (``kube-events-audit``), or the dated ``kube-events-audit-2026.12.02``
+(``index_format=kube-events-{2006-01-02}`` gives ``kube-events-audit-2026-12-02``).
+``setup`` installs their own template (``kube-events-audit``: keywords for ids, users, verbs,
+resources, namespaces and decisions, ``ip`` for the source addresses, dates, text and keyword
+for the message and user agent; the request and response bodies are kept in ``_source`` as
+JSON text, not indexed; annotations are keywords), policy and, in alias mode, first index
+(made when the first audit document comes). Their template outranks the events' (a longer
+name), so ``kube-events-*`` never maps an audit index. ``_id = <auditID>.<stage>``: each stage
+of a request is one document, and a replay lands on its own ``_id`` (409, counted as shipped).
+A ``layout`` shapes events only: audit documents are written as the ``kubernetes.audit``
+document whatever the layout, always de-dotted (their annotation keys). ``documents=events``
+keeps them out; ``documents=audit`` sends only them (and installs only their schema). Their
+Kibana and OpenSearch Dashboards objects: ``index-templates/*/kube-events-audit.ndjson``.
+
 Errors: 429 and 5xx (whole request or any item), connection errors, 401/403 and read-only blocks
 are retried with backoff, forever; a document the mapping rejects (item status 400) goes to the
 dead-letter log and the rest of its batch is kept. The server is detected at start (``GET /``):
@@ -64,9 +80,21 @@ import orjson
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
 from shipper.sinks.dedot import dedot, dedotted
-from shipper.sinks.search.naming import cloud_url, dated_format, dated_patterns, sniffed_nodes
+from shipper.sinks.search.naming import (
+    audit_index,
+    audit_index_format,
+    cloud_url,
+    dated_format,
+    dated_patterns,
+    sniffed_nodes,
+)
 from shipper.sinks.search.schema import MODES
-from shipper.sinks.search.setup import install, render_setup
+from shipper.sinks.search.setup import (
+    bootstrap_audit_alias,
+    install,
+    render_audit_setup,
+    render_setup,
+)
 from shipper.sinks.search.transport import (
     NDJSON,
     ElasticsearchHttp,
@@ -199,8 +227,10 @@ class ElasticsearchSink(Sink):
     guarantee = (
         "each event version once: _id <uid>.<count>, op create (409 = already there); count"
         " updates are new documents, dashboards count unique uids. A replay across a rollover"
-        " may add a copy to the newer index"
+        " may add a copy to the newer index. Audit: each request stage once, _id"
+        " <auditID>.<stage>"
     )
+    accepts_audit = True
     default_batch_size = 1000
     default_flush_interval = 1.0
     #: The flavour this scheme expects; the server's own answer decides.
@@ -210,6 +240,8 @@ class ElasticsearchSink(Sink):
     server: Server | None = None
     mode: str = "data_stream"
     _pool: ThreadPoolExecutor | None = None
+    #: Alias mode: the audit alias exists (made or checked when the first audit document came).
+    _audit_alias_ready = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -235,6 +267,10 @@ class ElasticsearchSink(Sink):
             self._bulk_path += f"&pipeline={quote(self.options.pipeline, safe='')}"
         self._cluster = self.options.cluster_name
         self._dated = dated_format(self.options.index_format, self.index, self.scheme)
+        #: The audit documents' data stream, alias or dated prefix, next to the events'.
+        self.audit_index = audit_index(self.index)
+        self._audit_format = audit_index_format(self.options.index_format)
+        self._audit_dated = dated_format(self._audit_format, self.audit_index, self.scheme)
         self._layout = self.options.layout
         # The original de-dots only when asked; the event document always needs it (its mapping).
         de_dot = self.options.de_dot
@@ -455,6 +491,29 @@ class ElasticsearchSink(Sink):
             mappings=self._layout is None,
         )
 
+    @property
+    def takes_events(self) -> bool:
+        return getattr(self.options, "documents", "all") != "audit"
+
+    @property
+    def takes_audit(self) -> bool:
+        return getattr(self.options, "documents", "all") != "events"
+
+    def audit_setup_requests(
+        self, mode: str, lifecycle: str | None, *, first_index: bool = False
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """What ``setup`` sends for the audit documents: their own policy, templates (with
+        :data:`~shipper.sinks.search.schema.AUDIT_MAPPING`, layout or not) and first index."""
+        dated = mode == "dated"
+        return render_audit_setup(
+            self.expects if self.server is None else self.server.flavour,
+            self.index,
+            mode,
+            lifecycle,
+            first_index=first_index,
+            patterns=dated_patterns(self.audit_index, self._audit_format) if dated else None,
+        )
+
     def planned_mode(self) -> str:
         """The mode before the server is asked (``setup --print``)."""
         if self.options.index_format or (self._layout is not None and self.options.mode == "auto"):
@@ -464,7 +523,7 @@ class ElasticsearchSink(Sink):
     def check_target(self) -> None:
         """Refuse to write where a mistake would be silent: a missing alias, a missing pipeline."""
         assert self.http is not None
-        if self.mode == "alias":
+        if self.mode == "alias" and self.takes_events:  # the audit alias: at its first document
             status, _ = self.http.request("HEAD", f"_alias/{self.index}")
             if status != 200:
                 raise TransientError(
@@ -480,6 +539,10 @@ class ElasticsearchSink(Sink):
     # -- writing
 
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
+        alias = self.mode == "alias" and not self._audit_alias_ready
+        if alias and any(event.kind == "audit" for event in events):
+            bootstrap_audit_alias(self)
+            self._audit_alias_ready = True
         workers = self.options.bulk_workers
         if workers == 1 or len(events) < 2 * workers or self._pool is None:
             return self._write_chunk(events, 0)
@@ -548,16 +611,26 @@ class ElasticsearchSink(Sink):
             except TemplateError as exc:
                 failed.append(Rejected(position, f"the layout failed: {exc}"))
                 continue
-            action = {"create": {"_index": self.target(event), "_id": f"{event.uid}.{event.count}"}}
+            action = {"create": {"_index": self.target(event), "_id": self.document_id(event)}}
             lines.append(orjson.dumps(action))
             lines.append(document)
             sent.append(position)
         lines.append(b"")
         return b"\n".join(lines), sent, failed
 
+    @staticmethod
+    def document_id(event: Event) -> str:
+        """``<uid>.<count>`` for an event version, ``<auditID>.<stage>`` for an audit event."""
+        if event.kind == "audit":
+            return f"{event.uid}.{event.resource_version}"
+        return f"{event.uid}.{event.count}"
+
     def encoded(self, event: Event) -> bytes:
         """The document's JSON: the event document, or the layout rendered as the original
-        renders it (Go's encoding), after de-dotting when asked."""
+        renders it (Go's encoding), after de-dotting when asked. An audit event's is always its
+        own document (its annotation keys de-dotted already)."""
+        if event.kind == "audit":
+            return event.document_json(self._cluster)
         if self._layout is None:
             if not (self._de_dot and (event.labels or event.annotations or event.owner)):
                 # nothing to de-dot: the event's JSON, made once and shared with other sinks
@@ -568,10 +641,12 @@ class ElasticsearchSink(Sink):
         return self._layout.encode(event, self._cluster)
 
     def target(self, event: Event) -> str:
+        audit = event.kind == "audit"
         if self.mode == "dated":
             ts = event.timestamp  # YYYY-MM-DDTHH:MM:SS...Z, UTC
-            return self._dated.format(Y=ts[0:4], m=ts[5:7], d=ts[8:10], H=ts[11:13])
-        return self.index
+            dated = self._audit_dated if audit else self._dated
+            return dated.format(Y=ts[0:4], m=ts[5:7], d=ts[8:10], H=ts[11:13])
+        return self.audit_index if audit else self.index
 
     def document(self, event: Event) -> dict[str, Any]:
         document = event.document()
