@@ -93,6 +93,7 @@ class AuditWebhook:
         self.metrics = metrics
         self.accepting = True
         self.httpd = _WebhookServer(address, _handler(self))
+        self.httpd.webhook = self
         # The TLS handshake happens in the request's thread (do_handshake_on_connect=False),
         # so a slow or broken client never holds up accept().
         self.httpd.socket = context.wrap_socket(
@@ -157,10 +158,25 @@ class AuditWebhook:
             self.metrics.audit_batches.labels(outcome=outcome).inc()
 
 
+#: Handshake failures that mean a client certificate was missing or not signed by clientCA
+#: (counted as unauthorized), unlike a probe that connects and hangs up.
+_CERTIFICATE_REFUSED = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE",
+    "CERTIFICATE_VERIFY_FAILED",
+    "TLSV1_ALERT_UNKNOWN_CA",
+    "SSLV3_ALERT_BAD_CERTIFICATE",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+}
+
+
 class _WebhookServer(_Server):
+    webhook: AuditWebhook | None = None
+
     def handle_error(self, request: object, client_address: object) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, ssl.SSLError):  # no certificate, a wrong CA, plain HTTP
+            if exc.reason in _CERTIFICATE_REFUSED and self.webhook is not None:
+                self.webhook._count("unauthorized")
             log.warning(
                 "audit webhook: refused %s at the TLS handshake: %s.",
                 client_address[0] if isinstance(client_address, tuple) else client_address,
@@ -198,6 +214,8 @@ def _handler(webhook: AuditWebhook) -> type[BaseHTTPRequestHandler]:
                 return
             body = self.rfile.read(int(length))
             status, reason = webhook.accept(body)
+            if status == 400:
+                webhook._count("rejected")
             self._reply(status, reason)
 
         def do_GET(self) -> None:

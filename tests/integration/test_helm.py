@@ -1068,7 +1068,7 @@ def test_the_alerts_are_valid_rules_and_fire_as_their_tests_say(helm, promtool, 
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True,
                              text=True, timeout=60)  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 8 rules found" in checked.stdout + checked.stderr
+    assert "SUCCESS: 10 rules found" in checked.stdout + checked.stderr
     ran = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True,
                          timeout=120)  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -1106,7 +1106,7 @@ def test_the_alerts_use_metrics_the_shipper_exports(helm):
         for item in rule["spec"]["groups"][0]["rules"]
         for name in re.findall(r"\b(kube_event_shipper_\w+)\{", item["expr"])
     }
-    assert len(used) == 7 and used <= {*served, *(f"{n}_total" for n in served)}, used - served
+    assert len(used) == 8 and used <= {*served, *(f"{n}_total" for n in served)}, used - served
 
 
 # -- the conventions of the charts users already run (prometheus-community, Bitnami)
@@ -1515,7 +1515,7 @@ def test_every_alert_has_a_runbook_url_to_a_section_that_exists(helm):
     sections = github_anchors(RUNBOOKS.read_text())
     rendered = render(helm, {"replicas": 2, "prometheusRule": {"enabled": True}})
     alerts = rendered.one("PrometheusRule")["spec"]["groups"][0]["rules"]
-    assert len(alerts) == 8  # all of them, KubeEventShipperNoLeader too (leader election)
+    assert len(alerts) == 10  # all of them, KubeEventShipperNoLeader too (leader election)
     for alert in alerts:
         url = alert["annotations"].get("runbook_url")
         assert url == f"{base}#{alert['alert'].lower()}", alert["alert"]

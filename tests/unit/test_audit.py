@@ -23,6 +23,7 @@ from shipper.audit.record import NotAnAuditEvent, from_record
 from shipper.audit.spool import Position, Spool, SpoolFull
 from shipper.audit.webhook import AuditWebhook, TokenFile
 from shipper.checkpoint import Ledger, MemoryStore
+from shipper.metrics import Metrics
 from shipper.settings import Settings
 from tests.support.common import free_port, wait_for
 from tests.support.proxy import Pki, make_pki
@@ -264,6 +265,7 @@ def webhook(tmp_path: Path, pki: Pki) -> Iterator[AuditWebhook]:
         spool,
         token=TokenFile(str(token)),
         client_certificates=True,
+        metrics=Metrics(),
     )
     hook.start()
     yield hook
@@ -283,6 +285,33 @@ def test_a_client_certificate_or_the_token_is_let_in_and_nothing_else(
     assert status == 401 and answer["reason"] == "Unauthorized"
     assert post(webhook.port, batch, without)[0] == 401
     assert len(read_all(webhook.spool)) == 2  # only what was let in
+    assert batches(webhook, "accepted") == 2 and batches(webhook, "unauthorized") == 2
+
+
+def batches(webhook: AuditWebhook, outcome: str) -> float:
+    return webhook.metrics.audit_batches.labels(outcome=outcome)._value.get()
+
+
+def test_no_client_certificate_is_refused_at_the_handshake_and_counted(
+    tmp_path: Path, pki: Pki
+) -> None:
+    spool = Spool(str(tmp_path), max_bytes=1024 * 1024)
+    hook = AuditWebhook(
+        ("127.0.0.1", 0), server_context(pki, require=True), spool,
+        client_certificates=True, metrics=Metrics(),
+    )  # fmt: skip
+    hook.start()
+    try:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            post(hook.port, event_list(record("a")), client_context(pki, certificate=False))
+        wait_for(lambda: batches(hook, "unauthorized") == 1, 10, "the refusal counted")
+        assert (
+            post(hook.port, event_list(record("a")), client_context(pki, certificate=True))[0]
+            == 200
+        )
+    finally:
+        hook.stop()
+        spool.close()
 
 
 def test_a_full_spool_asks_the_api_server_to_retry_later(webhook: AuditWebhook, pki: Pki) -> None:
@@ -307,6 +336,7 @@ def test_what_is_not_an_event_list_is_refused_and_never_spooled(
     status, _, _ = post(webhook.port, body, client_context(pki, certificate=True))
     assert status == 400
     assert read_all(webhook.spool) == []
+    assert batches(webhook, "rejected") == 1
 
 
 # -- the daemon
