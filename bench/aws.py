@@ -22,22 +22,35 @@ version, with its version id, is an error, not a number.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import platform
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from common import ROOT, build_events, cpu_seconds, log, median, quiesce, stack_up
 
-from shipper.event import Event
-from shipper.sinks.base import SinkContext
-from shipper.sinks.factory import build_sink
+ROOT = Path(__file__).resolve().parent.parent
+# bench/ off sys.path: its scripts' names (kafka, syslog, profile...) would shadow modules.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    BenchError,
+    Column,
+    build_events,
+    header,
+    log,
+    round_robin,
+    stack_up,
+    table,
+    timed,
+    write_report,
+)
+from shipper.event import Event  # noqa: E402
+from shipper.sinks.base import SinkContext  # noqa: E402
+from shipper.sinks.factory import build_sink  # noqa: E402
 
 
 @dataclass
@@ -50,10 +63,6 @@ class Run:
     proxy_cpu_per_10k: float
     moto_cpu_per_10k: float
     loadavg: float
-
-
-class BenchError(Exception):
-    """The run gives no number: refused events, or the destination does not hold the events."""
 
 
 def process(name: str) -> psutil.Process:
@@ -124,36 +133,34 @@ def measure(sink: str, aws, events: list[Event], batch: int) -> Run:
     proxy, moto = process("proxy"), process("moto")
     uri, name = prepare(sink, aws)
     built, _ = build_sink(f"{uri}?batch_size={batch}", SinkContext(cluster="bench", state_dir=None))
-    try:
-        built.open()
-        load = os.getloadavg()[0]
-        idle_proxy, idle_moto = quiesce(proxy), quiesce(moto)
-        gc.collect()
+
+    def write_all() -> int:
         calls = 0
-        wall0, client0 = time.perf_counter(), time.process_time()
-        proxy0, moto0 = cpu_seconds(proxy), cpu_seconds(moto)
         for i in range(0, len(events), batch):
             part = events[i : i + batch]
             outcome = built.write(part)
             if outcome.rejected or outcome.retry:
                 raise BenchError(f"{len(outcome.rejected)} refused, {len(outcome.retry)} to retry")
             calls += -(-len(part) // (10 if sink == "sqs" else 500))
-        wall1, client1 = time.perf_counter(), time.process_time()
-        proxy1, moto1 = cpu_seconds(proxy), cpu_seconds(moto)
+        return calls
+
+    try:
+        built.open()
+        load = os.getloadavg()[0]
+        timing, calls = timed(write_all, proxy, moto)
         seen = read_back(sink, name, aws)
         expected = sorted(f"{e.uid}.{e.count}" for e in events)
         if sorted(seen) != expected:
             raise BenchError(f"{len(seen)} read back for {len(events)} versions")
-        wall = wall1 - wall0
         per_10k = 10_000 / len(events)
         return Run(
             sink=sink,
             events=len(events),
             calls=calls,
-            events_per_s=len(events) / wall,
-            client_cpu_per_10k=(client1 - client0) * per_10k,
-            proxy_cpu_per_10k=max(0.0, proxy1 - proxy0 - idle_proxy * wall) * per_10k,
-            moto_cpu_per_10k=max(0.0, moto1 - moto0 - idle_moto * wall) * per_10k,
+            events_per_s=len(events) / timing.wall,
+            client_cpu_per_10k=timing.client * per_10k,
+            proxy_cpu_per_10k=timing.servers[0] * per_10k,
+            moto_cpu_per_10k=timing.servers[1] * per_10k,
             loadavg=load,
         )
     finally:
@@ -161,22 +168,20 @@ def measure(sink: str, aws, events: list[Event], batch: int) -> Run:
         cleanup(sink, name, aws)
 
 
-def report(runs: dict[str, list[Run]], args: argparse.Namespace) -> str:
+def report(runs: dict[str, list[Run]], args: argparse.Namespace) -> list[str]:
     import boto3
 
-    command = "bench/aws.py " + " ".join(sys.argv[1:])
-    lines = [
-        "# sqs and kinesis sinks: throughput and CPU",
-        "",
-        f"`.venv/bin/python {command.strip()}` on {platform.node()}: {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}, boto3 {boto3.__version__}, the stack's moto 5.2.5"
-        + (
-            " behind its SigV4-checking proxy"
-            if args.via_proxy
-            else " directly (not through the proxy, which adds ~0.1 s per call)"
-        )
-        + " on 127.0.0.1 (plain HTTP).",
-        "",
+    return [
+        *header(
+            "sqs and kinesis sinks: throughput and CPU",
+            f"boto3 {boto3.__version__}, the stack's moto 5.2.5"
+            + (
+                " behind its SigV4-checking proxy"
+                if args.via_proxy
+                else " directly (not through the proxy, which adds ~0.1 s per call)"
+            )
+            + " on 127.0.0.1 (plain HTTP).",
+        ),
         f"{args.events:,} event versions (seed {args.seed}), in process: `sink.write(batch)` of"
         f" {args.batch_size} in a loop (no watch, no pipeline thread). Medians of {args.repeat}"
         " run(s), each checked (read back: one message or record per version, with its version"
@@ -184,24 +189,19 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace) -> str:
         " separately (proxy, moto; minus their idle rates), which on this machine competes with"
         " the client for the same cores.",
         "",
-        "| sink | API calls / 10k | events/s | client CPU-s / 10k | proxy CPU-s / 10k"
-        " | moto CPU-s / 10k | load |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        *table(
+            [("sink", "---")],
+            [
+                Column("API calls / 10k", lambda r: r.calls * 10_000 // r.events, 0),
+                Column("events/s", lambda r: r.events_per_s, 0),
+                Column("client CPU-s / 10k", lambda r: r.client_cpu_per_10k),
+                Column("proxy CPU-s / 10k", lambda r: r.proxy_cpu_per_10k),
+                Column("moto CPU-s / 10k", lambda r: r.moto_cpu_per_10k),
+                Column("load", lambda r: r.loadavg),
+            ],
+            runs,
+        ),
     ]
-    for sink, results in runs.items():
-        if not results:
-            lines.append(f"| {sink} | error | | | | | |")
-            continue
-        lines.append(
-            f"| {sink} | {results[0].calls * 10_000 // results[0].events:,}"
-            f" | {median([r.events_per_s for r in results]):,.0f}"
-            f" | {median([r.client_cpu_per_10k for r in results]):.2f}"
-            f" | {median([r.proxy_cpu_per_10k for r in results]):.2f}"
-            f" | {median([r.moto_cpu_per_10k for r in results]):.2f}"
-            f" | {median([r.loadavg for r in results]):.2f} |"
-        )
-    lines.append("")
-    return "\n".join(lines)
 
 
 def main() -> int:
@@ -234,27 +234,18 @@ def main() -> int:
     log("warm-up run")
     for sink in args.sinks:
         measure(sink, aws, events[:500], args.batch_size)
-    runs: dict[str, list[Run]] = {sink: [] for sink in args.sinks}
-    errors = 0
-    for round_ in range(args.repeat):
-        for sink in args.sinks:  # round-robin: drift hits every sink alike
-            try:
-                run = measure(sink, aws, events, args.batch_size)
-            except Exception as exc:
-                errors += 1
-                log(f"{sink} round {round_ + 1}: ERROR {exc!r}")
-                continue
-            runs[sink].append(run)
-            log(
-                f"{sink} round {round_ + 1}: {run.events_per_s:,.0f} ev/s, client"
-                f" {run.client_cpu_per_10k:.2f}, proxy {run.proxy_cpu_per_10k:.2f}, moto"
-                f" {run.moto_cpu_per_10k:.2f} CPU-s/10k"
-            )
-    text = report(runs, args)
-    Path(args.out).write_text(text)
-    print(text)
-    log(f"written to {args.out}")
-    return 1 if errors else 0
+    runs, errors = round_robin(
+        args.sinks,
+        args.repeat,
+        lambda sink: measure(sink, aws, events, args.batch_size),
+        str,
+        lambda run: (
+            f"{run.events_per_s:,.0f} ev/s, client {run.client_cpu_per_10k:.2f}, proxy"
+            f" {run.proxy_cpu_per_10k:.2f}, moto {run.moto_cpu_per_10k:.2f} CPU-s/10k"
+        ),
+    )
+    write_report(report(runs, args), args.out)
+    return 1 if any(errors.values()) else 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ makes a worktree of ``--base`` (under the stack cache), pre-fills one namespace 
 ``--events`` events through bench/throughput.py, then for each sink runs the base and this tree
 alternately (``--repeat`` times each, so both see the same machine load), and prints the
 medians of events/s, CPU-seconds per 10,000 events and peak RSS with the ratio new ÷ base.
+``--new DIR`` (repeatable) runs other trees than this one, each in every round.
 The JSON of every run is kept in ``--out`` (default: a temporary directory) for a look.
 """
 
@@ -72,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="directory for every run's JSON")
     parser.add_argument(
         "--new",
-        default=str(ROOT),
+        action="append",
         metavar="DIR",
-        help="the newer tree (default: this one; a copy lets you go on editing meanwhile)",
+        help="the newer tree (default: this one; a copy lets you go on editing meanwhile);"
+        " repeat it to run several trees in each round, each compared with the base",
     )
     parser.add_argument(
         "--profile", metavar="DIR", help="sample every run with py-spy into DIR (bench/profile.py)"
@@ -89,14 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--events", str(args.events), "--namespace", namespace, "--repeat", "1"]
     if args.profile:
         common += ["--profile", args.profile]
+    news = [Path(d) for d in args.new or [ROOT]]
+    codes = [("base", base)] + [("new" if len(news) == 1 else str(d), d) for d in news]
     rows = []
     for sink in sinks:
-        results: dict[str, list[dict[str, Any]]] = {"base": [], "new": []}
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in codes}
         for index in range(args.repeat):
-            for name, code in (("base", base), ("new", Path(args.new))):
+            for name, code in codes:
                 report = throughput(
                     [*common, "--sink", sink, "--code", str(code)],
-                    out / f"{sink.split(':')[0]}-{name}-{index}.json",
+                    out / f"{sink.split(':')[0]}-{name.replace('/', '_')}-{index}.json",
                 )
                 results[name] += report["runs"]
         rows.append((sink, results))
@@ -111,12 +115,14 @@ def table(rows: list[tuple[str, dict[str, list[dict[str, Any]]]]], base: str) ->
     ]
     for sink, results in rows:
         cpu = {name: median(runs, "cpu_s_per_10k") for name, runs in results.items()}
-        ratio = cpu["new"] / cpu["base"] if cpu["new"] and cpu["base"] else None
         for name, runs in results.items():
             rate, rss = median(runs, "events_per_s"), median(runs, "peak_rss_mib")
+            ratio = None
+            if name != "base" and cpu[name] and cpu["base"]:
+                ratio = cpu[name] / cpu["base"]
             lines.append(
                 f"| `{sink.split('?')[0]}` | {name} | {rate or 0:,.0f} | {cpu[name] or 0:.2f} |"
-                f" {rss or 0:.0f} | {f'{ratio:.2f}' if name == 'new' and ratio else ''} |"
+                f" {rss or 0:.0f} | {f'{ratio:.2f}' if ratio else ''} |"
             )
     return "\n".join(lines)
 

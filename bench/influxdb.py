@@ -26,7 +26,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import sys
 import time
 import urllib.parse
@@ -37,22 +36,26 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ off sys.path: its scripts' names (kafka, syslog, profile...) would shadow modules.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from common import (  # noqa: E402
+from bench.common import (  # noqa: E402
+    BenchError,
+    Column,
     build_events,
-    cpu_seconds,
-    fmt,
+    header,
     log,
     median,
-    quiesce,
+    round_robin,
     server_process,
     stack_up,
+    table,
+    timed,
+    write_report,
 )
-
 from shipper.event import Event  # noqa: E402
 from shipper.sinks.base import SinkContext  # noqa: E402
 from shipper.sinks.factory import build_sink  # noqa: E402
@@ -128,31 +131,11 @@ class Run:
     replay_server_per_10k: float | None = None
 
 
-class BenchError(Exception):
-    """The run gives no number: refused points, or the database does not hold N points."""
-
-
 def write_all(sink: InfluxDBSink, events: list[Event], size: int) -> None:
     for i in range(0, len(events), size):
         rejected = sink.write(events[i : i + size])
         if rejected:
             raise BenchError(f"{len(rejected)} refused, first: {rejected[0].reason}")
-
-
-def timed(
-    sink: InfluxDBSink, events: list[Event], size: int, server: psutil.Process
-) -> tuple[float, float, float, float]:
-    """(wall s, client CPU-s, server CPU-s during, server CPU-s until idle again)."""
-    idle = quiesce(server)
-    gc.collect()
-    wall0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(server)
-    write_all(sink, events, size)
-    wall1, client1, server1 = time.perf_counter(), time.process_time(), cpu_seconds(server)
-    quiesce(server)
-    wall2, server2 = time.perf_counter(), cpu_seconds(server)
-    during = max(0.0, server1 - server0 - idle * (wall1 - wall0))
-    total = max(0.0, server2 - server0 - idle * (wall2 - wall0))
-    return wall1 - wall0, client1 - client0, during, total
 
 
 def check(url: str, db: str, events: list[Event]) -> None:
@@ -179,7 +162,7 @@ def measure(
         sink.open()
         load = os.getloadavg()[0]
         size_bytes = sum(len(sink.line(e).encode()) + 1 for e in events)
-        wall, client, during, total = timed(sink, events, size, server)
+        timing, _ = timed(lambda: write_all(sink, events, size), server, settle=True)
         check(url, db, events)
         per_10k = 10_000 / len(events)
         run = Run(
@@ -187,19 +170,19 @@ def measure(
             batch_size=size,
             events=len(events),
             bytes_per_event=size_bytes / len(events),
-            write_s=wall,
-            events_per_s=len(events) / wall,
-            client_cpu_per_10k=client * per_10k,
-            server_cpu_per_10k=during * per_10k,
-            server_total_per_10k=total * per_10k,
+            write_s=timing.wall,
+            events_per_s=len(events) / timing.wall,
+            client_cpu_per_10k=timing.client * per_10k,
+            server_cpu_per_10k=timing.server * per_10k,
+            server_total_per_10k=timing.settled[0] * per_10k,
             loadavg=load,
         )
         if replay:
-            wall, client, during, _ = timed(sink, events, size, server)
+            timing, _ = timed(lambda: write_all(sink, events, size), server)
             check(url, db, events)
-            run.replay_events_per_s = len(events) / wall
-            run.replay_client_per_10k = client * per_10k
-            run.replay_server_per_10k = during * per_10k
+            run.replay_events_per_s = len(events) / timing.wall
+            run.replay_client_per_10k = timing.client * per_10k
+            run.replay_server_per_10k = timing.server * per_10k
         return run
     finally:
         sink.close()
@@ -214,16 +197,19 @@ def report(
     encoding: dict[str, tuple[float, float]],
     args: argparse.Namespace,
     version: str,
-) -> str:
-    command = "bench/influxdb.py " + " ".join(sys.argv[1:])
+) -> list[str]:
+    replay = [
+        Column("replay events/s", lambda r: r.replay_events_per_s, 0),
+        Column("replay client / 10k", lambda r: r.replay_client_per_10k),
+        Column("replay server / 10k", lambda r: r.replay_server_per_10k),
+    ]
     lines = [
-        "# influxdb sink: throughput and CPU",
-        "",
-        f"`.venv/bin/python {command.strip()}` on {platform.node()}: {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}, influxdb-client (synchronous v2 write API),"
-        f" InfluxDB {version} from `scripts/stack` (no auth, default settings), over HTTP on"
-        f" 127.0.0.1{', gzip on' if args.gzip else ''}.",
-        "",
+        *header(
+            "influxdb sink: throughput and CPU",
+            f"influxdb-client (synchronous v2 write API), InfluxDB {version} from `scripts/stack`"
+            " (no auth, default settings), over HTTP on 127.0.0.1"
+            + (", gzip on." if args.gzip else "."),
+        ),
         f"{args.events:,} event versions (seed {args.seed}), in process: `sink.write(batch)` in a"
         " loop (no watch, no pipeline thread); each batch is one `POST /api/v2/write`. Medians of"
         f' {args.repeat} run(s); every run checked before it counts (`count("count")` equals the'
@@ -236,31 +222,19 @@ def report(
             else ""
         ),
         "",
-        "| withfields | batch size | bytes/event | events/s | client CPU-s / 10k"
-        " | server CPU-s / 10k (writes) | server CPU-s / 10k (incl. background) | load |"
-        + (" replay events/s | replay client / 10k | replay server / 10k |" if args.replay else ""),
-        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.replay else ""),
-    ]
-    for (withfields, size), results in runs.items():
-        if not results:
-            lines.append(f"| {withfields} | {size} | error | | | | | |")
-            continue
-        row = (
-            f"| {withfields} | {size} | {fmt(median([r.bytes_per_event for r in results]), 0)}"
-            f" | {fmt(median([r.events_per_s for r in results]), 0)}"
-            f" | {fmt(median([r.client_cpu_per_10k for r in results]))}"
-            f" | {fmt(median([r.server_cpu_per_10k for r in results]))}"
-            f" | {fmt(median([r.server_total_per_10k for r in results]))}"
-            f" | {fmt(median([r.loadavg for r in results]))} |"
-        )
-        if args.replay:
-            row += (
-                f" {fmt(median([r.replay_events_per_s for r in results]), 0)}"
-                f" | {fmt(median([r.replay_client_per_10k for r in results]))}"
-                f" | {fmt(median([r.replay_server_per_10k for r in results]))} |"
-            )
-        lines.append(row)
-    lines += [
+        *table(
+            [("withfields", "---"), ("batch size", "---:")],
+            [
+                Column("bytes/event", lambda r: r.bytes_per_event, 0),
+                Column("events/s", lambda r: r.events_per_s, 0),
+                Column("client CPU-s / 10k", lambda r: r.client_cpu_per_10k),
+                Column("server CPU-s / 10k (writes)", lambda r: r.server_cpu_per_10k),
+                Column("server CPU-s / 10k (incl. background)", lambda r: r.server_total_per_10k),
+                Column("load", lambda r: r.loadavg),
+                *(replay if args.replay else []),
+            ],
+            runs,
+        ),
         "",
         "Building the line protocol alone (CPU-s per 10,000 events, part of the client CPU"
         " above): the sink's `line()` against the client's `Point(...).to_line_protocol()` with"
@@ -271,8 +245,7 @@ def report(
     ]
     for withfields, (ours, theirs) in encoding.items():
         lines.append(f"| {withfields} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.1f}x |")
-    lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> int:
@@ -306,38 +279,22 @@ def main() -> int:
         log(f"encoding withfields={withfields}: line() {ours:.3f}, Point {theirs:.3f} CPU-s/10k")
     log("warm-up run")
     measure(url, events[:2000], 500, "true", args.gzip, replay=False)
-    runs: dict[tuple[str, int], list[Run]] = {
-        (withfields, size): [] for withfields in args.withfields for size in args.batch_sizes
-    }
-    errors = 0
-    for round_ in range(args.repeat):
-        for withfields, size in runs:  # round-robin: drift hits every configuration alike
-            try:
-                run = measure(url, events, size, withfields, args.gzip, args.replay)
-            except Exception as exc:
-                errors += 1
-                where = f"withfields={withfields} batch {size} round {round_ + 1}"
-                log(f"{where}: ERROR {type(exc).__name__}: {exc}")
-                continue
-            runs[(withfields, size)].append(run)
-            log(
-                f"withfields={withfields} batch {size} round {round_ + 1}:"
-                f" {run.events_per_s:,.0f} ev/s,"
-                f" client {run.client_cpu_per_10k:.2f}, server {run.server_cpu_per_10k:.2f}"
-                f" ({run.server_total_per_10k:.2f} incl. background) CPU-s/10k"
-                + (
-                    f"; replay {run.replay_events_per_s:,.0f} ev/s"
-                    if run.replay_events_per_s
-                    else ""
-                )
-            )
+    runs, errors = round_robin(
+        [(withfields, size) for withfields in args.withfields for size in args.batch_sizes],
+        args.repeat,
+        lambda config: measure(url, events, config[1], config[0], args.gzip, args.replay),
+        lambda config: f"withfields={config[0]} batch {config[1]}",
+        lambda run: (
+            f"{run.events_per_s:,.0f} ev/s, client {run.client_cpu_per_10k:.2f}, server"
+            f" {run.server_cpu_per_10k:.2f} ({run.server_total_per_10k:.2f} incl. background)"
+            " CPU-s/10k"
+            + (f"; replay {run.replay_events_per_s:,.0f} ev/s" if run.replay_events_per_s else "")
+        ),
+    )
     with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
         version = response.headers.get("X-Influxdb-Version", "?")
-    text = report(runs, encoding, args, version)
-    Path(args.out).write_text(text)
-    print(text)
-    log(f"written to {args.out}")
-    return 1 if errors else 0
+    write_report(report(runs, encoding, args, version), args.out)
+    return 1 if any(errors.values()) else 0
 
 
 if __name__ == "__main__":

@@ -19,10 +19,7 @@ error, not a number.
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.util
 import os
-import platform
 import sys
 import time
 import uuid
@@ -30,24 +27,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# This file is named kafka.py: its own directory must not shadow the kafka package.
+# bench/ off sys.path: its scripts' names (kafka, syslog, profile...) would shadow modules.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-
-def _common():  # bench/common.py, loaded by path: bench/ is off sys.path (see above)
-    spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "common.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_c = _common()
-build_events, cpu_seconds, log, median = _c.build_events, _c.cpu_seconds, _c.log, _c.median
-quiesce, server_process, stack_up = _c.quiesce, _c.server_process, _c.stack_up
-
-
+from bench.common import (  # noqa: E402
+    BenchError,
+    Column,
+    build_events,
+    header,
+    log,
+    round_robin,
+    server_process,
+    stack_up,
+    table,
+    timed,
+    write_report,
+)
 from shipper.event import Event  # noqa: E402
 from shipper.sinks.base import SinkContext  # noqa: E402
 from shipper.sinks.factory import build_sink  # noqa: E402
@@ -64,10 +60,6 @@ class Run:
     server_cpu_per_10k: float
     kib_on_wire_per_10k: float  # the broker's log segment bytes per 10,000 events
     loadavg: float
-
-
-class BenchError(Exception):
-    """The run gives no number: rejected events, or the topic does not hold what was written."""
 
 
 def create_topic(bootstrap: str, partitions: int = 3) -> str:
@@ -118,6 +110,13 @@ def segment_bytes(topic: str) -> int:
     return sum(p.stat().st_size for p in data.glob(f"{topic}-*/*.log"))
 
 
+def write_all(sink: KafkaSink, events: list[Event], size: int) -> None:
+    for i in range(0, len(events), size):
+        rejected = sink.write(events[i : i + size])
+        if rejected:
+            raise BenchError(f"{len(rejected)} rejected, first: {rejected[0].reason}")
+
+
 def measure(env: dict[str, str], events: list[Event], size: int, compression: str) -> Run:
     bootstrap = env["KAFKA_BOOTSTRAP"]
     broker = server_process("kafka")
@@ -131,23 +130,16 @@ def measure(env: dict[str, str], events: list[Event], size: int, compression: st
     try:
         sink.open()
         load = os.getloadavg()[0]
-        idle = quiesce(broker)
-        gc.collect()
-        wall0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(broker)
-        for i in range(0, len(events), size):
-            rejected = sink.write(events[i : i + size])
-            if rejected:
-                raise BenchError(f"{len(rejected)} rejected, first: {rejected[0].reason}")
-        wall1, client1, server1 = time.perf_counter(), time.process_time(), cpu_seconds(broker)
+        timing, _ = timed(lambda: write_all(sink, events, size), broker)
         check(bootstrap, topic, events)
         per_10k = 10_000 / len(events)
         return Run(
             batch_size=size,
             compression=compression,
             events=len(events),
-            events_per_s=len(events) / (wall1 - wall0),
-            client_cpu_per_10k=(client1 - client0) * per_10k,
-            server_cpu_per_10k=max(0.0, server1 - server0 - idle * (wall1 - wall0)) * per_10k,
+            events_per_s=len(events) / timing.wall,
+            client_cpu_per_10k=timing.client * per_10k,
+            server_cpu_per_10k=timing.server * per_10k,
             kib_on_wire_per_10k=segment_bytes(topic) / 1024 * per_10k,
             loadavg=load,
         )
@@ -156,17 +148,15 @@ def measure(env: dict[str, str], events: list[Event], size: int, compression: st
         delete_topic(bootstrap, topic)
 
 
-def report(runs: dict[tuple[int, str], list[Run]], args: argparse.Namespace) -> str:
+def report(runs: dict[tuple[int, str], list[Run]], args: argparse.Namespace) -> list[str]:
     import kafka
 
-    command = "bench/kafka.py " + " ".join(sys.argv[1:])
-    lines = [
-        "# kafka sink: throughput and CPU",
-        "",
-        f"`.venv/bin/python {command.strip()}` on {platform.node()}: {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}, kafka-python {kafka.__version__}, Apache Kafka 3.9"
-        " (KRaft, one node, from `scripts/stack`) over PLAINTEXT on 127.0.0.1.",
-        "",
+    return [
+        *header(
+            "kafka sink: throughput and CPU",
+            f"kafka-python {kafka.__version__}, Apache Kafka 3.9 (KRaft, one node, from"
+            " `scripts/stack`) over PLAINTEXT on 127.0.0.1.",
+        ),
         f"{args.events:,} event versions (seed {args.seed}), in process: `sink.write(batch)` in a"
         " loop (no watch, no pipeline thread), each write sent and flushed with acks=all by the"
         " idempotent producer (linger_ms 5, batch_bytes 256 KiB), into a topic of 3 partitions."
@@ -175,23 +165,18 @@ def report(runs: dict[tuple[int, str], list[Run]], args: argparse.Namespace) -> 
         " CPU minus its idle rate. KiB: the broker's log segments per 10,000 events. load: the"
         " 1-minute load average as the run started.",
         "",
-        "| batch size | compression | events/s | client CPU-s / 10k | broker CPU-s / 10k"
-        " | KiB / 10k on disk | load |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        *table(
+            [("batch size", "---:"), ("compression", "---")],
+            [
+                Column("events/s", lambda r: r.events_per_s, 0),
+                Column("client CPU-s / 10k", lambda r: r.client_cpu_per_10k),
+                Column("broker CPU-s / 10k", lambda r: r.server_cpu_per_10k),
+                Column("KiB / 10k on disk", lambda r: r.kib_on_wire_per_10k, 0),
+                Column("load", lambda r: r.loadavg),
+            ],
+            runs,
+        ),
     ]
-    for (size, compression), results in runs.items():
-        if not results:
-            lines.append(f"| {size} | {compression} | error | | | | |")
-            continue
-        lines.append(
-            f"| {size} | {compression} | {median([r.events_per_s for r in results]):,.0f}"
-            f" | {median([r.client_cpu_per_10k for r in results]):.2f}"
-            f" | {median([r.server_cpu_per_10k for r in results]):.2f}"
-            f" | {median([r.kib_on_wire_per_10k for r in results]):,.0f}"
-            f" | {median([r.loadavg for r in results]):.2f} |"
-        )
-    lines.append("")
-    return "\n".join(lines)
 
 
 def main() -> int:
@@ -212,27 +197,18 @@ def main() -> int:
     log("warm-up run")
     measure(env, events[:2000], 500, "none")
     configs = [(size, c) for c in args.compression for size in args.batch_sizes]
-    runs: dict[tuple[int, str], list[Run]] = {config: [] for config in configs}
-    errors = 0
-    for round_ in range(args.repeat):
-        for size, compression in configs:  # round-robin: drift hits every configuration alike
-            try:
-                run = measure(env, events, size, compression)
-            except Exception as exc:
-                errors += 1
-                log(f"batch {size} {compression} round {round_ + 1}: ERROR {exc!r}")
-                continue
-            runs[(size, compression)].append(run)
-            log(
-                f"batch {size} {compression} round {round_ + 1}: {run.events_per_s:,.0f} ev/s,"
-                f" client {run.client_cpu_per_10k:.2f}, broker {run.server_cpu_per_10k:.2f}"
-                f" CPU-s/10k, {run.kib_on_wire_per_10k:,.0f} KiB/10k"
-            )
-    text = report(runs, args)
-    Path(args.out).write_text(text)
-    print(text)
-    log(f"written to {args.out}")
-    return 1 if errors else 0
+    runs, errors = round_robin(
+        configs,
+        args.repeat,
+        lambda config: measure(env, events, *config),
+        lambda config: f"batch {config[0]} {config[1]}",
+        lambda run: (
+            f"{run.events_per_s:,.0f} ev/s, client {run.client_cpu_per_10k:.2f}, broker"
+            f" {run.server_cpu_per_10k:.2f} CPU-s/10k, {run.kib_on_wire_per_10k:,.0f} KiB/10k"
+        ),
+    )
+    write_report(report(runs, args), args.out)
+    return 1 if any(errors.values()) else 0
 
 
 if __name__ == "__main__":

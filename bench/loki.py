@@ -22,10 +22,8 @@ entry; older copies are stored (README: the loki sink's guarantee).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import platform
 import sys
 import time
 import urllib.parse
@@ -37,24 +35,27 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ off sys.path: its scripts' names (kafka, syslog, profile...) would shadow modules.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from common import build_events, cpu_seconds, fmt, log, median, quiesce, stack_up  # noqa: E402
-
+from bench.common import (  # noqa: E402
+    BenchError,
+    Column,
+    build_events,
+    header,
+    log,
+    round_robin,
+    stack_up,
+    table,
+    timed,
+    write_report,
+)
 from shipper.event import Event  # noqa: E402
 from shipper.sinks.base import SinkContext  # noqa: E402
 from shipper.sinks.factory import build_sink  # noqa: E402
 from shipper.sinks.influxdb import point_time  # noqa: E402
 from shipper.sinks.loki import LokiSink  # noqa: E402
-
-REPLAY_COLUMNS = (
-    " replay events/s | replay client / 10k | replay: too far behind | after replay: log query"
-    " | after replay: count_over_time |"
-)
-
-
-class BenchError(Exception):
-    """The run gives no number: refused entries, or Loki does not hold N entries."""
 
 
 @dataclass
@@ -108,16 +109,6 @@ def write_all(sink: LokiSink, events: list[Event], size: int, *, replay: bool = 
     return behind
 
 
-def timed(sink: LokiSink, events: list[Event], size: int, server: psutil.Process, replay=False):
-    idle = quiesce(server)
-    gc.collect()
-    wall0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(server)
-    behind = write_all(sink, events, size, replay=replay)
-    wall1, client1, server1 = time.perf_counter(), time.process_time(), cpu_seconds(server)
-    during = max(0.0, server1 - server0 - idle * (wall1 - wall0))
-    return wall1 - wall0, client1 - client0, during, behind
-
-
 def measure(env, events, size, form, replay, server) -> Run:
     tenant = f"bench-{uuid.uuid4().hex[:10]}"
     uri = f"loki:{env['LOKI_DIRECT_URL']}?tenant={tenant}&format={form}&batch_size={size}"
@@ -130,19 +121,19 @@ def measure(env, events, size, form, replay, server) -> Run:
             for i in range(0, len(events), size)
         )
         load = os.getloadavg()[0]
-        wall, client, during, _ = timed(sink, events, size, server)
+        timing, _ = timed(lambda: write_all(sink, events, size), server)
         shown, stored = count(env, tenant)
         if shown != len(events) or stored != len(events):
             raise BenchError(f"{shown} entries ({stored} stored) for {len(events)} versions")
         per_10k = 10_000 / len(events)
-        run = Run(form, size, body_bytes / len(events), len(events) / wall, client * per_10k,
-                  during * per_10k, load)  # fmt: skip
+        run = Run(form, size, body_bytes / len(events), len(events) / timing.wall,
+                  timing.client * per_10k, timing.server * per_10k, load)  # fmt: skip
         if replay:
-            wall, client, _, behind = timed(sink, events, size, server, replay=True)
+            timing, behind = timed(lambda: write_all(sink, events, size, replay=True), server)
             run.replay_shown, run.replay_stored = count(env, tenant)
             run.replay_behind = behind
-            run.replay_events_per_s = len(events) / wall
-            run.replay_client_per_10k = client * per_10k
+            run.replay_events_per_s = len(events) / timing.wall
+            run.replay_client_per_10k = timing.client * per_10k
         return run
     finally:
         sink.close()
@@ -156,6 +147,7 @@ def main() -> int:
     ap.add_argument("--formats", nargs="+", default=["protobuf", "json"])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--replay", action="store_true")
+    ap.add_argument("--out", default="/tmp/bench-loki.md")
     args = ap.parse_args()
     env = stack_up("loki")
     if env is None:
@@ -165,26 +157,26 @@ def main() -> int:
     # In time order, as a watch delivers them: Loki refuses an entry more than an hour (half
     # its max_chunk_age) behind its stream's newest one, and the generator spans an hour.
     events = sorted(build_events(args.events, args.seed, whole_seconds=True), key=point_time)
-    runs: dict[tuple[str, int], list[Run]] = {}
-    for form in args.formats:
-        for size in args.batch_sizes:
-            runs[(form, size)] = []
-            for i in range(args.repeat):
-                try:
-                    run = measure(env, events, size, form, args.replay, server)
-                except BenchError as exc:
-                    log(f"{form} batch {size} run {i + 1}: {exc}")
-                    continue
-                log(f"{form} batch {size} run {i + 1}: {run.events_per_s:,.0f} events/s")
-                runs[(form, size)].append(run)
-    command = "bench/loki.py " + " ".join(sys.argv[1:])
+    runs, errors = round_robin(
+        [(form, size) for form in args.formats for size in args.batch_sizes],
+        args.repeat,
+        lambda config: measure(env, events, config[1], config[0], args.replay, server),
+        lambda config: f"{config[0]} batch {config[1]}",
+        lambda run: f"{run.events_per_s:,.0f} events/s",
+    )
+    replay = [
+        Column("replay events/s", lambda r: r.replay_events_per_s, 0),
+        Column("replay client / 10k", lambda r: r.replay_client_per_10k),
+        Column("replay: too far behind", lambda r: r.replay_behind, 0),
+        Column("after replay: log query", lambda r: r.replay_shown, 0),
+        Column("after replay: count_over_time", lambda r: r.replay_stored, 0),
+    ]
     lines = [
-        "# loki sink: throughput and CPU",
-        "",
-        f"`.venv/bin/python {command.strip()}` on {platform.node()}: {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}, Loki from `scripts/stack` (single binary,"
-        " filesystem storage, WAL on), over HTTP on 127.0.0.1 straight to Loki.",
-        "",
+        *header(
+            "loki sink: throughput and CPU",
+            "Loki from `scripts/stack` (single binary, filesystem storage, WAL on), over HTTP on"
+            " 127.0.0.1 straight to Loki.",
+        ),
         f"{args.events:,} event versions (seed {args.seed}), in process: `sink.write(batch)` in a"
         f" loop; each batch is one push request. Medians of {args.repeat} run(s), each checked"
         " (the tenant holds exactly N entries). CPU-s per 10,000 events; Loki's CPU minus its"
@@ -198,32 +190,21 @@ def main() -> int:
             else ""
         ),
         "",
-        "| format | batch size | bytes/event | events/s | client CPU-s / 10k"
-        " | Loki CPU-s / 10k | load |" + (REPLAY_COLUMNS if args.replay else ""),
-        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" * 5 if args.replay else ""),
+        *table(
+            [("format", "---"), ("batch size", "---:")],
+            [
+                Column("bytes/event", lambda r: r.bytes_per_event, 0),
+                Column("events/s", lambda r: r.events_per_s, 0),
+                Column("client CPU-s / 10k", lambda r: r.client_per_10k),
+                Column("Loki CPU-s / 10k", lambda r: r.server_per_10k),
+                Column("load", lambda r: r.loadavg),
+                *(replay if args.replay else []),
+            ],
+            runs,
+        ),
     ]
-    for (form, size), results in runs.items():
-        if not results:
-            lines.append(f"| {form} | {size} | error | | | | |")
-            continue
-        row = (
-            f"| {form} | {size} | {fmt(median([r.bytes_per_event for r in results]), 0)}"
-            f" | {fmt(median([r.events_per_s for r in results]), 0)}"
-            f" | {fmt(median([r.client_per_10k for r in results]))}"
-            f" | {fmt(median([r.server_per_10k for r in results]))}"
-            f" | {fmt(median([r.loadavg for r in results]))} |"
-        )
-        if args.replay:
-            row += (
-                f" {fmt(median([r.replay_events_per_s for r in results]), 0)}"
-                f" | {fmt(median([r.replay_client_per_10k for r in results]))}"
-                f" | {fmt(median([r.replay_behind for r in results]), 0)}"
-                f" | {fmt(median([r.replay_shown for r in results]), 0)}"
-                f" | {fmt(median([r.replay_stored for r in results]), 0)} |"
-            )
-        lines.append(row)
-    print("\n".join(lines))
-    return 0 if all(runs.values()) else 1
+    write_report(lines, args.out)
+    return 1 if any(errors.values()) else 0
 
 
 if __name__ == "__main__":

@@ -20,32 +20,31 @@ every row already there, nothing may change). Tables are dropped at the end.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
-import platform
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ off sys.path: its scripts' names (kafka, syslog, profile...) would shadow modules.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from common import (  # noqa: E402
+from bench.common import (  # noqa: E402
+    BenchError,
+    Column,
     build_events,
-    cpu_seconds,
-    fmt,
+    header,
     log,
-    median,
-    quiesce,
+    round_robin,
     server_process,
     stack_up,
+    table,
+    timed,
+    write_report,
 )
-
 from shipper.event import Event  # noqa: E402
 from shipper.sinks.base import SinkContext  # noqa: E402
 from shipper.sinks.factory import build_sink  # noqa: E402
@@ -69,10 +68,6 @@ class Run:
     replay_server_per_10k: float | None = None
 
 
-class BenchError(Exception):
-    """The run gives no number: rejected rows, or the tables do not hold what was written."""
-
-
 def dsn(env: dict[str, str], table: str, batch_size: int) -> str:
     return (
         f"mysql:?{env['MYSQL_USER']}:{env['MYSQL_PASSWORD']}@tcp({env['MYSQL_HOST']}:{env['MYSQL_PORT']})"
@@ -85,22 +80,6 @@ def write_all(sink: MySQLSink, events: list[Event], size: int) -> None:
         rejected = sink.write(events[i : i + size])
         if rejected:
             raise BenchError(f"{len(rejected)} rejected, first: {rejected[0].reason}")
-
-
-def timed(
-    sink: MySQLSink, events: list[Event], size: int, server: psutil.Process
-) -> tuple[float, float, float, float]:
-    """(wall s, client CPU-s, server CPU-s during, server CPU-s until idle again)."""
-    idle = quiesce(server)
-    gc.collect()
-    wall0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(server)
-    write_all(sink, events, size)
-    wall1, client1, server1 = time.perf_counter(), time.process_time(), cpu_seconds(server)
-    quiesce(server)
-    wall2, server2 = time.perf_counter(), cpu_seconds(server)
-    during = max(0.0, server1 - server0 - idle * (wall1 - wall0))
-    total = max(0.0, server2 - server0 - idle * (wall2 - wall0))
-    return wall1 - wall0, client1 - client0, during, total
 
 
 def check(sink: MySQLSink, events: list[Event]) -> None:
@@ -128,37 +107,37 @@ def check(sink: MySQLSink, events: list[Event]) -> None:
 
 def measure(env: dict[str, str], events: list[Event], size: int, replay: bool) -> Run:
     server = server_process("mysql")
-    table = f"bench_{uuid.uuid4().hex[:10]}"
-    sink, settings = build_sink(dsn(env, table, size), SinkContext(cluster="bench", state_dir=None))
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    sink, settings = build_sink(dsn(env, name, size), SinkContext(cluster="bench", state_dir=None))
     assert isinstance(sink, MySQLSink) and settings.batch_size == size
     try:
         sink.open()
         load = os.getloadavg()[0]
-        wall, client, during, total = timed(sink, events, size, server)
+        timing, _ = timed(lambda: write_all(sink, events, size), server, settle=True)
         check(sink, events)
         per_10k = 10_000 / len(events)
         run = Run(
             batch_size=size,
             events=len(events),
-            write_s=wall,
-            events_per_s=len(events) / wall,
-            client_cpu_per_10k=client * per_10k,
-            server_cpu_per_10k=during * per_10k,
-            server_total_per_10k=total * per_10k,
+            write_s=timing.wall,
+            events_per_s=len(events) / timing.wall,
+            client_cpu_per_10k=timing.client * per_10k,
+            server_cpu_per_10k=timing.server * per_10k,
+            server_total_per_10k=timing.settled[0] * per_10k,
             loadavg=load,
         )
         if replay:
-            wall, client, during, _ = timed(sink, events, size, server)
+            timing, _ = timed(lambda: write_all(sink, events, size), server)
             check(sink, events)
-            run.replay_events_per_s = len(events) / wall
-            run.replay_client_per_10k = client * per_10k
-            run.replay_server_per_10k = during * per_10k
+            run.replay_events_per_s = len(events) / timing.wall
+            run.replay_client_per_10k = timing.client * per_10k
+            run.replay_server_per_10k = timing.server * per_10k
         return run
     finally:
         if sink.db is not None:
             with sink.db.cursor() as cur:
-                cur.execute(f"DROP TABLE IF EXISTS `{table}`, `{table}_occurrence`")
-                cur.execute("DELETE FROM kube_event_shipper_schema WHERE table_name = %s", (table,))
+                cur.execute(f"DROP TABLE IF EXISTS `{name}`, `{name}_occurrence`")
+                cur.execute("DELETE FROM kube_event_shipper_schema WHERE table_name = %s", (name,))
             sink.db.commit()
         sink.close()
 
@@ -166,16 +145,18 @@ def measure(env: dict[str, str], events: list[Event], size: int, replay: bool) -
 # -- the report
 
 
-def report(runs: dict[int, list[Run]], args: argparse.Namespace, server_version: str) -> str:
-    command = "bench/mysql.py " + " ".join(sys.argv[1:])
-    lines = [
-        "# mysql sink: throughput and CPU",
-        "",
-        f"`.venv/bin/python {command.strip()}` on {platform.node()}: {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}, pymysql, server {server_version} from"
-        " `scripts/stack` (InnoDB buffer pool 32M, innodb_flush_log_at_trx_commit=2,"
-        " no binary log), over TCP on 127.0.0.1.",
-        "",
+def report(runs: dict[int, list[Run]], args: argparse.Namespace, server_version: str) -> list[str]:
+    replay = [
+        Column("replay events/s", lambda r: r.replay_events_per_s, 0),
+        Column("replay client / 10k", lambda r: r.replay_client_per_10k),
+        Column("replay server / 10k", lambda r: r.replay_server_per_10k),
+    ]
+    return [
+        *header(
+            "mysql sink: throughput and CPU",
+            f"pymysql, server {server_version} from `scripts/stack` (InnoDB buffer pool 32M,"
+            " innodb_flush_log_at_trx_commit=2, no binary log), over TCP on 127.0.0.1.",
+        ),
         f"{args.events:,} event versions (seed {args.seed}), in process: `sink.write(batch)` in a"
         " loop (no watch, no pipeline thread). Each batch is one transaction: a multi-row upsert"
         " into the event table and a multi-row insert into the occurrence table. Medians of"
@@ -186,31 +167,19 @@ def report(runs: dict[int, list[Run]], args: argparse.Namespace, server_version:
         " the machine shows there). Replay: the same events written a second time (a full"
         " replay: every version already there, nothing changes).",
         "",
-        "| batch size | events/s | client CPU-s / 10k | server CPU-s / 10k (writes)"
-        " | server CPU-s / 10k (incl. background) | load |"
-        + (" replay events/s | replay client / 10k | replay server / 10k |" if args.replay else ""),
-        "|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.replay else ""),
+        *table(
+            [("batch size", "---:")],
+            [
+                Column("events/s", lambda r: r.events_per_s, 0),
+                Column("client CPU-s / 10k", lambda r: r.client_cpu_per_10k),
+                Column("server CPU-s / 10k (writes)", lambda r: r.server_cpu_per_10k),
+                Column("server CPU-s / 10k (incl. background)", lambda r: r.server_total_per_10k),
+                Column("load", lambda r: r.loadavg),
+                *(replay if args.replay else []),
+            ],
+            runs,
+        ),
     ]
-    for size, results in runs.items():
-        if not results:
-            lines.append(f"| {size} | error | | | | |")
-            continue
-        row = (
-            f"| {size} | {fmt(median([r.events_per_s for r in results]), 0)}"
-            f" | {fmt(median([r.client_cpu_per_10k for r in results]))}"
-            f" | {fmt(median([r.server_cpu_per_10k for r in results]))}"
-            f" | {fmt(median([r.server_total_per_10k for r in results]))}"
-            f" | {fmt(median([r.loadavg for r in results]))} |"
-        )
-        if args.replay:
-            row += (
-                f" {fmt(median([r.replay_events_per_s for r in results]), 0)}"
-                f" | {fmt(median([r.replay_client_per_10k for r in results]))}"
-                f" | {fmt(median([r.replay_server_per_10k for r in results]))} |"
-            )
-        lines.append(row)
-    lines.append("")
-    return "\n".join(lines)
 
 
 def main() -> int:
@@ -230,27 +199,18 @@ def main() -> int:
     events = build_events(args.events, args.seed)
     log("warm-up run")
     measure(env, events[:2000], 500, replay=False)
-    runs: dict[int, list[Run]] = {size: [] for size in args.batch_sizes}
-    errors = 0
-    for round_ in range(args.repeat):
-        for size in args.batch_sizes:  # round-robin: drift hits every size alike
-            try:
-                run = measure(env, events, size, args.replay)
-            except Exception as exc:
-                errors += 1
-                log(f"batch {size} round {round_ + 1}: ERROR {type(exc).__name__}: {exc}")
-                continue
-            runs[size].append(run)
-            log(
-                f"batch {size} round {round_ + 1}: {run.events_per_s:,.0f} ev/s, client"
-                f" {run.client_cpu_per_10k:.2f}, server {run.server_cpu_per_10k:.2f}"
-                f" ({run.server_total_per_10k:.2f} incl. background) CPU-s/10k"
-                + (
-                    f"; replay {run.replay_events_per_s:,.0f} ev/s"
-                    if run.replay_events_per_s
-                    else ""
-                )
-            )
+    runs, errors = round_robin(
+        args.batch_sizes,
+        args.repeat,
+        lambda size: measure(env, events, size, args.replay),
+        lambda size: f"batch {size}",
+        lambda run: (
+            f"{run.events_per_s:,.0f} ev/s, client {run.client_cpu_per_10k:.2f}, server"
+            f" {run.server_cpu_per_10k:.2f} ({run.server_total_per_10k:.2f} incl. background)"
+            " CPU-s/10k"
+            + (f"; replay {run.replay_events_per_s:,.0f} ev/s" if run.replay_events_per_s else "")
+        ),
+    )
     sink, _ = build_sink(dsn(env, "bench_version", 1), SinkContext(cluster="", state_dir=None))
     assert isinstance(sink, MySQLSink)
     import pymysql
@@ -260,11 +220,8 @@ def main() -> int:
         cur.execute("SELECT VERSION()")
         version = str(cur.fetchone()[0])
     conn.close()
-    text = report(runs, args, version)
-    Path(args.out).write_text(text)
-    print(text)
-    log(f"written to {args.out}")
-    return 1 if errors else 0
+    write_report(report(runs, args, version), args.out)
+    return 1 if any(errors.values()) else 0
 
 
 if __name__ == "__main__":

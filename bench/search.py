@@ -18,7 +18,6 @@ number. Every run gets a fresh index (``bench-<random>``); everything is deleted
 from __future__ import annotations
 
 import argparse
-import cProfile
 import gc
 import io
 import json
@@ -36,19 +35,33 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
-from common import cpu_seconds, log, quiesce, read_env, server_process
-
-from shipper.event import Event, normalize
-from shipper.pipeline import SinkSettings
-from shipper.sinks.base import SinkContext
-from shipper.sinks.factory import build_sink
-from shipper.sinks.search import SETTINGS, ElasticsearchSink
-from shipper.sinks.search import component as template_component
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ off sys.path: its scripts' names (kafka, syslog, profile...) would shadow modules.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    cpu_seconds,
+    log,
+    quiesce,
+    read_env,
+    round_robin,
+    server_process,
+)
+from shipper.event import Event, normalize  # noqa: E402
+from shipper.pipeline import SinkSettings  # noqa: E402
+from shipper.sinks.base import SinkContext  # noqa: E402
+from shipper.sinks.factory import build_sink  # noqa: E402
+from shipper.sinks.search import SETTINGS, ElasticsearchSink  # noqa: E402
+from shipper.sinks.search import component as template_component  # noqa: E402
+
+if TYPE_CHECKING:
+    import cProfile  # imported where used: with bench/ on sys.path it would find bench/profile.py
+
 STACK = ROOT / "scripts" / "stack"
 MIB = 1024 * 1024
 # component -> (the .stack/env variable with its URL, the sink scheme that matches it)
@@ -614,14 +627,6 @@ def measure(
     return run
 
 
-def attempt(target: Target, config: Config, events: list[Event], keep: bool) -> Run | str:
-    """A run, or why it is an error."""
-    try:
-        return measure(target, config, events, keep)
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
 # -- the sweep
 
 
@@ -635,25 +640,24 @@ def plan(
     return todo
 
 
+Results = tuple[dict[tuple[Target, Config], list[Run]], dict[tuple[Target, Config], list[str]]]
+
+
 def sweep(
     todo: list[tuple[Target, Config]], events: list[Event], repeat: int, keep: bool
-) -> dict[tuple[Target, Config], list[Run | str]]:
-    """Every (target, config) ``repeat`` times, round-robin, so drift hits them all alike."""
-    results: dict[tuple[Target, Config], list[Run | str]] = {key: [] for key in todo}
-    for round_ in range(repeat):
-        for target, config in todo:
-            outcome = attempt(target, config, events, keep)
-            results[(target, config)].append(outcome)
-            if isinstance(outcome, str):
-                log(f"{target.label} batch {config.label} round {round_ + 1}: ERROR {outcome}")
-            else:
-                log(
-                    f"{target.label} batch {config.label} round {round_ + 1}:"
-                    f" {outcome.events_per_s:.0f} ev/s, client {outcome.client_cpu_s_per_10k:.2f},"
-                    f" server {outcome.server_cpu_s_per_10k:.2f} CPU-s/10k"
-                    f" (load {os.getloadavg()[0]:.2f})"
-                )
-    return results
+) -> Results:
+    """Every (target, config) ``repeat`` times, round-robin, so drift hits them all alike: the
+    runs of each, and why each failed run failed."""
+    return round_robin(
+        todo,
+        repeat,
+        lambda key: measure(key[0], key[1], events, keep),
+        lambda key: f"{key[0].label} batch {key[1].label}",
+        lambda run: (
+            f"{run.events_per_s:.0f} ev/s, client {run.client_cpu_s_per_10k:.2f},"
+            f" server {run.server_cpu_s_per_10k:.2f} CPU-s/10k (load {os.getloadavg()[0]:.2f})"
+        ),
+    )
 
 
 def warm_up(targets: list[Target], events: list[Event], keep: bool) -> None:
@@ -663,17 +667,10 @@ def warm_up(targets: list[Target], events: list[Event], keep: bool) -> None:
         if target.component in seen:
             continue
         seen.add(target.component)
-        outcome = attempt(target, Config(1000), events, keep)
-        if isinstance(outcome, str):
-            log(f"warm-up {target.component}: ERROR {outcome}")
-
-
-MEDIAN_KEYS = (
-    "events_per_s",
-    "client_cpu_s_per_10k",
-    "serialize_cpu_s_per_10k",
-    "server_cpu_s_per_10k",
-)
+        try:
+            measure(target, Config(1000), events, keep)
+        except Exception as exc:
+            log(f"warm-up {target.component}: ERROR {type(exc).__name__}: {exc}")
 
 
 def span(values: list[float], digits: int) -> str:
@@ -685,7 +682,7 @@ def span(values: list[float], digits: int) -> str:
     return f"{med} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
-def table(results: dict[tuple[Target, Config], list[Run | str]]) -> str:
+def table(results: Results) -> str:
     header = (
         "server",
         "mode",
@@ -699,9 +696,9 @@ def table(results: dict[tuple[Target, Config], list[Run | str]]) -> str:
         "ok",
     )
     rows = [header]
-    for (target, config), outcomes in results.items():
-        runs = [o for o in outcomes if isinstance(o, Run)]
-        errors = [o for o in outcomes if isinstance(o, str)]
+    done, failed = results
+    for (target, config), runs in done.items():
+        errors = failed[(target, config)]
 
         def values(key: str, runs: list[Run] = runs) -> list[float]:
             return [getattr(run, key) for run in runs]
@@ -732,6 +729,8 @@ def table(results: dict[tuple[Target, Config], list[Run | str]]) -> str:
 def profile_run(target: Target, events: list[Event], out: Path, top: int, keep: bool) -> str:
     """cProfile of the client side of one batch-1000 run (the writes only), timed in this
     process's CPU time: waiting for the server does not count, only what the client does."""
+    import cProfile
+
     profile = cProfile.Profile(time.process_time)
     measure(target, Config(1000), events, keep, profile)
     out.mkdir(parents=True, exist_ok=True)
@@ -857,16 +856,13 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         if missing:
             print(f"left out (scripts/stack up failed): {', '.join(missing)}")
+        done, failed = results
         report["runs"] = [
-            {
-                "target": asdict(t),
-                "config": asdict(c),
-                "outcome": o if isinstance(o, str) else asdict(o),
-            }
-            for (t, c), outcomes in results.items()
-            for o in outcomes
+            {"target": asdict(t), "config": asdict(c), "outcome": outcome}
+            for (t, c), runs in done.items()
+            for outcome in [*(asdict(run) for run in runs), *failed[(t, c)]]
         ]
-        status = 1 if any(isinstance(o, str) for v in results.values() for o in v) else 0
+        status = 1 if any(failed.values()) else 0
     if args.profile:
         for target in targets:
             if not target.extra:

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
-import os
-import platform
 import re
 import sys
 import time
@@ -29,22 +26,24 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ off sys.path: its scripts' names (kafka, syslog, profile...) would shadow modules.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-
-def _common():  # bench/common.py, loaded by path (bench/ is off sys.path, like bench/kafka.py)
-    spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "common.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_c = _common()
-build_events, cpu_seconds, log, median = _c.build_events, _c.cpu_seconds, _c.log, _c.median
-quiesce, server_process, stack_up = _c.quiesce, _c.server_process, _c.stack_up
-
+from bench.common import (  # noqa: E402
+    BenchError,
+    Column,
+    build_events,
+    cpu_seconds,
+    header,
+    log,
+    quiesce,
+    round_robin,
+    server_process,
+    stack_up,
+    table,
+    write_report,
+)
 from shipper.sinks.base import SinkContext  # noqa: E402
 from shipper.sinks.factory import build_sink  # noqa: E402
 
@@ -76,7 +75,7 @@ def measure(env, events, transport: str, size: int) -> dict:
         wall0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(server)
         for i in range(0, len(events), size):
             if sink.write(events[i : i + size]):
-                raise SystemExit("rejected events")
+                raise BenchError("rejected events")
         sink.close()
         wall1, client1 = time.perf_counter(), time.process_time()
     finally:
@@ -91,7 +90,7 @@ def measure(env, events, transport: str, size: int) -> dict:
     server1 = cpu_seconds(server)
     settle = time.perf_counter() - wall1
     if transport != "udp" and sorted(got) != expected:
-        raise RuntimeError(f"{transport}: {len(got)} messages for {len(expected)} versions")
+        raise BenchError(f"{transport}: {len(got)} messages for {len(expected)} versions")
     per_10k = 10_000 / len(events)
     return {
         "transport": transport,
@@ -110,6 +109,7 @@ def main() -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[500])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", default="/tmp/bench-syslog.md")
     args = parser.parse_args()
     env = stack_up("syslog")
     if env is None:
@@ -117,33 +117,40 @@ def main() -> int:
     log(f"building {args.events:,} events")
     events = build_events(args.events, args.seed)
     measure(env, events[:2000], "tcp", 500)  # warm-up
-    rows = []
-    for transport in args.transports:
-        for size in args.batch_sizes:
-            runs = []
-            for round_ in range(args.repeat):
-                run = measure(env, events, transport, size)
-                log(f"{transport} batch {size} round {round_ + 1}: {run}")
-                runs.append(run)
-            rows.append((transport, size, runs))
+    runs, errors = round_robin(
+        [(transport, size) for transport in args.transports for size in args.batch_sizes],
+        args.repeat,
+        lambda config: measure(env, events, *config),
+        lambda config: f"{config[0]} batch {config[1]}",
+        lambda run: (
+            f"{run['events_per_s']:,.0f} ev/s, shipper {run['client']:.2f}, rsyslog"
+            f" {run['server']:.2f} CPU-s/10k, {run['received']:.1%} received"
+        ),
+    )
     lines = [
-        f"`.venv/bin/python bench/syslog.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
-        f"on {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()},"
-        f" rsyslog from `scripts/stack` on 127.0.0.1; {args.events:,} event versions, medians of"
-        f" {args.repeat}.",
+        *header(
+            "syslog sink: throughput and CPU",
+            "rsyslog from `scripts/stack` on 127.0.0.1.",
+        ),
+        f"{args.events:,} event versions (seed {args.seed}), in process: `sink.write(batch)` in a"
+        f" loop. Medians of {args.repeat} run(s); a TCP or TLS run counts only if rsyslog wrote"
+        " exactly one message per version. CPU-s per 10,000 events: the shipper's (this"
+        " process), and rsyslog's minus its idle rate. received: the share of versions rsyslog"
+        " wrote.",
         "",
-        "| transport | batch | events/s | shipper CPU-s / 10k | rsyslog CPU-s / 10k | received |",
-        "|---|---:|---:|---:|---:|---:|",
+        *table(
+            [("transport", "---"), ("batch", "---:")],
+            [
+                Column("events/s", lambda r: r["events_per_s"], 0),
+                Column("shipper CPU-s / 10k", lambda r: r["client"]),
+                Column("rsyslog CPU-s / 10k", lambda r: r["server"]),
+                Column("received", lambda r: r["received"], percent=True),
+            ],
+            runs,
+        ),
     ]
-    for transport, size, runs in rows:
-        lines.append(
-            f"| {transport} | {size} | {median([r['events_per_s'] for r in runs]):,.0f}"
-            f" | {median([r['client'] for r in runs]):.2f}"
-            f" | {median([r['server'] for r in runs]):.2f}"
-            f" | {median([r['received'] for r in runs]):.1%} |"
-        )
-    print("\n".join(lines))
-    return 0
+    write_report(lines, args.out)
+    return 1 if any(errors.values()) else 0
 
 
 if __name__ == "__main__":

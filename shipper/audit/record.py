@@ -276,3 +276,51 @@ def _outcome(code: int | None) -> str:
     if code is None:
         return "unknown"
     return "failure" if code >= 400 else "success"
+
+
+_REF_KEYS = {name: key for key, name in _REF_FIELDS}
+_USER_KEYS = {"username": "username", "uid": "uid", "groups": "groups"}
+
+
+def from_document(document: dict[str, Any]) -> AuditEvent:
+    """The inverse of :func:`audit_document`, for the kafka source (an aggregator reading what
+    the clusters' shippers wrote): ``document()`` of the result equals ``document`` but for
+    ``event.created`` (when this shipper read it). Annotation keys stay de-dotted."""
+    audit = document["kubernetes"]["audit"]
+    record: dict[str, Any] = {
+        "auditID": audit["audit_id"],
+        "stage": audit["stage"],
+        "verb": audit["verb"],
+        "requestReceivedTimestamp": audit.get("request_received_timestamp"),
+        "stageTimestamp": audit.get("stage_timestamp"),
+    }
+    for name, key in (
+        ("level", "level"),
+        ("request_uri", "requestURI"),
+        ("source_ips", "sourceIPs"),
+        ("user_agent", "userAgent"),
+    ):
+        if audit.get(name) is not None:
+            record[key] = audit[name]
+    for name, key in (("user", "user"), ("impersonated_user", "impersonatedUser")):
+        if audit.get(name):
+            record[key] = {_USER_KEYS[k]: v for k, v in audit[name].items() if k in _USER_KEYS}
+    if audit.get("object_ref"):
+        record["objectRef"] = {_REF_KEYS[k]: v for k, v in audit["object_ref"].items()}
+    if audit.get("response_status"):
+        record["responseStatus"] = dict(audit["response_status"])
+    annotations = dict(audit.get("annotations") or {})
+    authorization = audit.get("authorization") or {}
+    if authorization:  # their real keys, which the de-dotted copies stand for
+        annotations.pop("authorization_k8s_io/decision", None)
+        annotations.pop("authorization_k8s_io/reason", None)
+        if "decision" in authorization:
+            annotations[DECISION] = authorization["decision"]
+        annotations[DECISION_REASON] = authorization.get("reason", "")
+    if annotations:
+        record["annotations"] = annotations
+    for name, key in (("request_object", "requestObject"), ("response_object", "responseObject")):
+        if audit.get(name) is not None:
+            record[key] = orjson.loads(audit[name])
+    cluster = ((document.get("orchestrator") or {}).get("cluster") or {}).get("name") or ""
+    return from_record(record, cluster)

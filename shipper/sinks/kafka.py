@@ -70,12 +70,13 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
 from shipper.sinks.delivery import built_or_refused
-from shipper.sinks.kafka_partitioner import partitioner
+from shipper.sinks.kafka_partitioner import NoPartitions, appender, partitioner
 from shipper.spec import (
     ClientCert,
     ClusterName,
@@ -263,6 +264,9 @@ def kafka_log() -> KafkaLog:
 
 
 class KafkaSink(Sink):
+    accepts_audit = (
+        True  # the audit document as it is, keyed by its auditID (a layout is for Events)
+    )
     receiver = "kafka"
     Options = KafkaOptions
     options: KafkaOptions
@@ -280,6 +284,8 @@ class KafkaSink(Sink):
     default_flush_interval = 0.5
 
     producer: Any = None
+    #: (producer, kafka_partitioner.Appender or None when that producer needs send())
+    _fast: tuple[Any, Any] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -386,6 +392,9 @@ class KafkaSink(Sink):
             "reconnect_backoff_max_ms": 2_000,
             "security_protocol": self.security_protocol,
             "partitioner": partitioner(),  # the default's partitions, for less CPU per message
+            # kafka-python's own sensors (per request and batch, in its network thread): the
+            # shipper reads none of them, it counts what it ships itself.
+            "metrics_enabled": False,
         }
         if self.tls:
             config["ssl_context"] = self._ssl
@@ -483,16 +492,42 @@ class KafkaSink(Sink):
     def message(self, event: Event) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         """(key, value, headers) of one event version; the value is the document, or the body
         of kubernetes-event-exporter's ``layout`` (TemplateError if it fails on this event)."""
+        key, value, headers, _ = self._message(event)
+        return key, value, headers
+
+    def _message(self, event: Event) -> tuple[bytes, bytes, list[tuple[str, bytes]], int]:
+        """:meth:`message`, and the bytes of its key, value and header values (the appender's
+        size check)."""
         if self.options.layout is not None:
             value = self.options.layout.encode(event, self.cluster)
         else:  # encoded once per event version, shared with the other JSON sinks
             value = event.document_json(self.cluster)
+        uid = event.uid.encode()
+        type_ = event.type.encode()
+        version_id = b"%s.%d" % (uid, event.count)
         headers = [
             ("cluster", self._headers_cluster),
-            ("type", event.type.encode()),
-            ("version_id", f"{event.uid}.{event.count}".encode()),
+            ("type", type_),
+            ("version_id", version_id),
         ]
-        return event.uid.encode(), value, headers
+        size = len(uid) + len(value) + len(type_) + len(version_id) + len(self._headers_cluster)
+        return uid, value, headers, size
+
+    def _send_function(self, producer: Any) -> Any:
+        """How this write hands a message ``(key, value, headers, size)`` to the producer: the
+        appender of kafka_partitioner (send() minus what the sink's messages never need) when
+        this kafka-python has what it relies on, else ``send()``."""
+        from kafka import errors
+
+        if self._fast is None or self._fast[0] is not producer:
+            self._fast = (producer, appender(producer))
+        make = self._fast[1]
+        if make is not None:
+            try:
+                return make(producer, self.topic)
+            except (errors.BrokerResponseError, NoPartitions):
+                pass  # an error in the topic's metadata: send() fails each message with it
+        return partial(_send, producer.send, self.topic)
 
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
         if self._txn is not None:
@@ -507,16 +542,17 @@ class KafkaSink(Sink):
         sent: list[tuple[int, Event, Any]] = []
         rebuild = False
         try:
+            send = self._send_function(producer)
             acked = self._acked  # usually empty: only a retried write has some
+            message = self._message
             for index, event in enumerate(events):
                 if acked and event.key in acked:
                     continue
-                built = built_or_refused(self.message, index, event, rejected)
+                built = built_or_refused(message, index, event, rejected)
                 if built is None:
                     continue
-                key, value, headers = built
                 try:
-                    future = producer.send(self.topic, value=value, key=key, headers=headers)
+                    future = send(*built)
                 except errors.MessageSizeTooLargeError as exc:
                     rejected.append(Rejected(index, f"Kafka: {_text(exc)}"))
                     continue
@@ -546,8 +582,7 @@ class KafkaSink(Sink):
                     log.debug("Sink %s: %r", self.scheme, exc)
             if not future.is_done:
                 failed.append(errors.KafkaTimeoutError(f"no acknowledgement in {self.timeout} s"))
-            elif future.failed():
-                exc = future.exception
+            elif (exc := future.exception) is not None:
                 if isinstance(
                     exc, errors.MessageSizeTooLargeError | errors.RecordListTooLargeError
                 ):
@@ -584,6 +619,10 @@ class KafkaSink(Sink):
     def describe(self) -> str:
         auth = f" {self.mechanism} user {self.options.user}" if self.mechanism else ""
         return f"kafka {','.join(self.brokers)} topic={self.topic}{auth}"
+
+
+def _send(send: Any, topic: str, key: bytes, value: bytes, headers: Any, size: int) -> Any:
+    return send(topic, value=value, key=key, headers=headers)
 
 
 _PREFIXES = re.compile(r"(?:\[Error -?\d+\] |\b[A-Za-z]+Error: )+")

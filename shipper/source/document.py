@@ -57,6 +57,8 @@ def event_from_document(document: Any, watch_type: str = "KAFKA") -> Event:
     if not isinstance(document, dict):
         raise PoisonMessage(f"the value is JSON {type(document).__name__}, not an object")
     meta_event = _object(document.get("event"), "event")
+    if meta_event.get("dataset") == "kubernetes.audit" and meta_event.get("kind") == "event":
+        return _audit_event(document)
     if meta_event.get("dataset") != "kubernetes.event" or meta_event.get("kind") != "event":
         # kube-eventer's {"EventValue": ...} and anything else that is not our document
         raise PoisonMessage(
@@ -122,3 +124,13 @@ def event_from_document(document: Any, watch_type: str = "KAFKA") -> Event:
         wire_first=first,
         wire_last=last,
     )
+
+
+def _audit_event(document: dict[str, Any]) -> Event:
+    """An audit document (shipper/audit/record.py) back into its AuditEvent."""
+    from shipper.audit.record import NotAnAuditEvent, from_document
+
+    try:
+        return from_document(document)
+    except (NotAnAuditEvent, ValueError, TypeError, AttributeError) as exc:
+        raise PoisonMessage(f"not an audit document: {exc}") from None

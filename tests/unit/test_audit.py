@@ -115,6 +115,38 @@ def test_document_json_is_the_document_with_the_sinks_cluster() -> None:
     assert "cluster" not in orjson.loads(event.document_json())["orchestrator"]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        record("a-4"),
+        record(
+            "a-5",
+            level="RequestResponse",
+            requestObject={"subjects": [{"name": "alice"}]},
+            responseObject={"kind": "RoleBinding"},
+            impersonatedUser={"username": "bob", "groups": ["ops"]},
+            annotations={
+                "authorization.k8s.io/decision": "allow",
+                "authorization.k8s.io/reason": "",
+                "pod-security.kubernetes.io/enforce-policy": "restricted:latest",
+            },
+        ),
+    ],
+)
+def test_an_aggregator_reads_an_audit_document_back_into_the_same_document(raw: dict) -> None:
+    """What a cluster's kafka sink wrote, read by --source=kafka: (shipper/source/document.py)."""
+    from shipper.source.document import event_from_json
+
+    written = from_record(raw, cluster="east")
+    read = event_from_json(written.document_json())
+    assert read.kind == "audit" and read.cluster == "east"
+    assert (read.uid, read.resource_version) == (written.uid, written.resource_version)
+    before, after = written.document(), read.document()
+    before["event"].pop("created")
+    after["event"].pop("created")
+    assert after == before
+
+
 @pytest.mark.parametrize("broken", [{"stage": "ResponseComplete", "verb": "get"}, {"auditID": "x"}])
 def test_an_item_without_audit_id_stage_or_verb_is_not_an_audit_event(broken: dict) -> None:
     with pytest.raises(NotAnAuditEvent):
