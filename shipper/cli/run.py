@@ -271,6 +271,12 @@ def _sources(given: list[str]) -> dict[str, Any]:
 
     audit = [source for source in given if is_audit(source)]
     main = [source for source in given if not is_audit(source)]
+    for source in main:
+        scheme = source.partition(":")[0]
+        if scheme not in ("kubernetes", "kafka"):
+            raise UsageError(
+                f"--source: unknown scheme {scheme!r} (known: kubernetes, kafka, audit)"
+            )
     if len(main) > 1:
         raise UsageError(
             f"--source: {len(main)} event sources given ({', '.join(_scheme(s) for s in main)});"

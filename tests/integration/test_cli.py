@@ -72,7 +72,12 @@ BAD_INPUT = [
 @pytest.mark.parametrize(("args", "expected"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
 def test_bad_input_is_one_line_and_exit_2(args, expected, kubeconfig, tmp_path):
     state = tmp_path / "state"
-    result = run(f"--source=kubernetes:?auth={kubeconfig}", *args, f"--state-dir={state}")
+    source = (
+        []
+        if any(a.startswith("--source") for a in args)
+        else [f"--source=kubernetes:?auth={kubeconfig}"]
+    )
+    result = run(*source, *args, f"--state-dir={state}")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -97,6 +97,8 @@ from shipper.sinks.search.setup import (
 )
 from shipper.sinks.search.transport import (
     NDJSON,
+    USER_AGENT,
+    BulkBody,
     ElasticsearchHttp,
     Http,
     Server,
@@ -304,23 +306,36 @@ class ElasticsearchSink(Sink):
     # -- connecting
 
     def make_http(self, nodes: list[str] | None = None) -> Http:
-        """The official Elasticsearch client, configured from the parameters."""
-        from elasticsearch import Elasticsearch
+        """The official client's transport (elastic-transport: node pool, retries on other
+        nodes, TLS), configured from the parameters as ``Elasticsearch(...)`` configures it.
+        Not the client itself: its API layer is never used (transport.py says why), and
+        importing the ``elasticsearch`` package (some 400 API modules) cost a sixth of the
+        shipper's CPU in a 20,000-event benchmark (bench/README.md)."""
+        from elastic_transport import Transport
+        from elastic_transport.client_utils import url_to_node_config
 
         hosts, basic = split_userinfo(nodes or self.nodes)
-        kwargs: dict[str, Any] = dict(
-            hosts=hosts,
-            request_timeout=self.options.timeout,
+        options: dict[str, Any] = {
+            "request_timeout": self.options.timeout,
+            "headers": {"user-agent": USER_AGENT},
+        }
+        tls = self._tls_kwargs()
+        if tls:  # elastic-transport also applies its own verify flag over the context
+            options.update(tls, verify_certs=not self.options.insecure, ssl_show_warn=False)
+        try:
+            configs = [url_to_node_config(host).replace(**options) for host in hosts]
+        except ValueError as exc:
+            raise UsageError(f"--sink {self.scheme}: {exc}") from None
+        transport = Transport(
+            configs,
             max_retries=self.options.max_retries,
             retry_on_timeout=True,
             retry_on_status=(),  # statuses are judged here; the pipeline backs off
             meta_header=False,
+            serializers={NDJSON: BulkBody()},
         )
-        tls = self._tls_kwargs()
-        if tls:  # elastic-transport also applies its own verify flag over the context
-            kwargs.update(tls, verify_certs=not self.options.insecure, ssl_show_warn=False)
         return ElasticsearchHttp(
-            Elasticsearch(**kwargs),
+            transport,
             self._authorization(basic),
             max_retries=self.options.max_retries,
             timeout=self.options.timeout,

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from shipper import __version__
 from shipper.sinks.base import TransientError
 
 
@@ -57,13 +58,36 @@ class Http:
         raise NotImplementedError
 
 
+USER_AGENT = f"kube-event-shipper/{__version__}"
+
+
+class BulkBody:
+    """elastic-transport's serializer for ``application/x-ndjson`` requests: the ``_bulk`` body
+    is made as bytes already (newline-terminated), and its NdjsonSerializer copied it twice."""
+
+    mimetype = NDJSON
+
+    def dumps(self, data: Any) -> bytes:
+        if isinstance(data, bytes):
+            return data
+        from elastic_transport import NdjsonSerializer
+
+        return NdjsonSerializer().dumps(data)
+
+    def loads(self, data: bytes) -> Any:
+        from elastic_transport import NdjsonSerializer
+
+        return NdjsonSerializer().loads(data)
+
+
 class ElasticsearchHttp(Http):
-    """``authorization`` is sent here: the client applies its own auth in its API layer only."""
+    """``authorization`` is sent here, with each request (the official client would add it in
+    its API layer, which is not used)."""
 
     def __init__(
-        self, client: Any, authorization: str | None, *, max_retries: int, timeout: float
+        self, transport: Any, authorization: str | None, *, max_retries: int, timeout: float
     ) -> None:
-        self.client, self.authorization = client, authorization
+        self.transport, self.authorization = transport, authorization
         # The client passes these per request from its API layer, which we bypass; without
         # them the transport would retry 429/5xx on its own, out of our accounting.
         self.per_request = dict(
@@ -84,7 +108,7 @@ class ElasticsearchHttp(Http):
         if self.authorization:
             headers["authorization"] = self.authorization
         try:
-            response = self.client.transport.perform_request(
+            response = self.transport.perform_request(
                 method, "/" + path, headers=headers, body=body, **self.per_request
             )
         except TransportError as exc:
@@ -92,7 +116,7 @@ class ElasticsearchHttp(Http):
         return response.meta.status, response.body
 
     def close(self) -> None:
-        self.client.close()
+        self.transport.close()
 
 
 class OpenSearchHttp(Http):
