@@ -65,9 +65,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -76,6 +74,8 @@ from typing import Any
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
 from shipper.sinks.delivery import built_or_refused
+from shipper.sinks.kafka_errors import explain, kafka_log
+from shipper.sinks.kafka_errors import text as _text
 from shipper.sinks.kafka_partitioner import NoPartitions, appender, partitioner
 from shipper.spec import (
     ClientCert,
@@ -228,39 +228,6 @@ class KafkaOptions(SinkOptions, TLSTrust, ClientCert, ClusterName, Timeout, Layo
         "exactly_once: how long a shipped version is remembered (at least the API server's --event-ttl).",
         parse=parse_duration,
     )
-
-
-class KafkaLog(logging.Handler):
-    """kafka-python logs every reconnect (at WARNING, ERROR, some with tracebacks) for as long
-    as a broker is away. The sink reports failures itself, once per attempt: this handler keeps
-    the client's recent complaints for those reports instead of printing them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.recent: deque[logging.LogRecord] = deque(maxlen=50)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.recent.append(record)
-
-    def since(self, moment: float) -> list[logging.LogRecord]:
-        return [r for r in list(self.recent) if r.created >= moment]
-
-
-_kafka_log: KafkaLog | None = None
-_kafka_log_lock = threading.Lock()
-
-
-def kafka_log() -> KafkaLog:
-    """The one handler on the ``kafka`` logger (installed on first use)."""
-    global _kafka_log
-    with _kafka_log_lock:
-        if _kafka_log is None:
-            _kafka_log = KafkaLog()
-            client_log = logging.getLogger("kafka")
-            client_log.addHandler(_kafka_log)
-            if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-                client_log.propagate = False
-        return _kafka_log
 
 
 class KafkaSink(Sink):
@@ -424,39 +391,7 @@ class KafkaSink(Sink):
 
     def _explain(self, exc: BaseException, records: list[logging.LogRecord]) -> str:
         """One line: what failed, with the client's own reason when it logged one."""
-        from kafka import errors
-
-        where = f"brokers {','.join(self.brokers)}"
-        reasons = [a for r in records for a in (r.args if isinstance(r.args, tuple) else ())]
-        for reason in [exc, *reasons]:
-            if isinstance(reason, errors.SaslAuthenticationFailedError):
-                return (
-                    f"{where}: authentication failed ({self.mechanism}, user"
-                    f" {self.options.user!r}): {_text(reason)}; check user, password and"
-                    " mechanism"
-                )
-            if isinstance(reason, errors.UnsupportedSaslMechanismError):
-                return f"{where}: the brokers do not offer SASL {self.mechanism}: {_text(reason)}"
-            if isinstance(reason, errors.AuthorizationError):
-                return f"{where}: not authorized: {_text(reason)}"
-        for reason in reversed(reasons):
-            if isinstance(reason, BaseException) and "Handshake failed" in str(reason):
-                return f"{where}: TLS handshake failed: {_text(reason)}"
-        if self.mechanism and any(
-            r.getMessage().startswith("Bootstrap connection")
-            and "socket disconnected" in r.getMessage()
-            for r in records
-        ):  # the broker's reply to bad credentials is sometimes only the hang-up
-            return (
-                f"{where}: authentication failed ({self.mechanism}, user {self.options.user!r}):"
-                " the brokers closed the connection during SASL authentication; check user,"
-                " password and mechanism"
-            )
-        last = next((r for r in reversed(reasons) if isinstance(r, BaseException)), None)
-        text = f"{where}: {_text(exc)}"
-        if last is not None and str(last) not in text:
-            text += f" (last client error: {_text(last)})"
-        return text
+        return explain(exc, records, self.brokers, self.mechanism, self.options.user)
 
     def open(self) -> None:
         if self._txn is not None:
@@ -623,15 +558,3 @@ class KafkaSink(Sink):
 
 def _send(send: Any, topic: str, key: bytes, value: bytes, headers: Any, size: int) -> Any:
     return send(topic, value=value, key=key, headers=headers)
-
-
-_PREFIXES = re.compile(r"(?:\[Error -?\d+\] |\b[A-Za-z]+Error: )+")
-
-
-def _text(exc: BaseException) -> str:
-    """An exception in one line, its class named once, cut to a safe length:
-    ``SaslAuthenticationFailedError: Authentication failed ...`` (kafka-python repeats the
-    class name and the error code in its messages)."""
-    name = type(exc).__name__
-    words = _PREFIXES.sub("", " ".join(str(exc).split())).strip()
-    return (f"{name}: {words}" if words and words != name else name)[:500]

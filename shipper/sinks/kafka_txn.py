@@ -36,6 +36,8 @@ import orjson
 from shipper.event import Event
 from shipper.sinks.base import Rejected, TransientError
 from shipper.sinks.delivery import built_or_refused
+from shipper.sinks.kafka_errors import kafka_log as _kafka_log
+from shipper.sinks.kafka_errors import text as _text
 from shipper.uri import UsageError
 
 if TYPE_CHECKING:
@@ -379,18 +381,6 @@ def _close(client: Any) -> None:
             sender.force_close()
         if hasattr(client, "_closed"):
             client._closed = True
-
-
-def _kafka_log() -> Any:
-    from shipper.sinks.kafka import kafka_log
-
-    return kafka_log()
-
-
-def _text(exc: BaseException) -> str:
-    from shipper.sinks.kafka import _text as text
-
-    return text(exc)
 
 
 def _span(seconds: float) -> str:

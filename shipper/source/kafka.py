@@ -273,7 +273,7 @@ class KafkaSource:
     def _connect(self) -> Any:
         from kafka import KafkaConsumer
 
-        from shipper.sinks.kafka import kafka_log
+        from shipper.sinks.kafka_errors import kafka_log
 
         kafka_log()  # the client's reconnect chatter stays out of our log, as for the sink
         consumer = KafkaConsumer(
