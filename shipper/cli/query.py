@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
 from shipper.cli.common import PROG, duration
@@ -118,20 +119,7 @@ def query(args: argparse.Namespace) -> int:
         owner=args.owner,
         limit=args.limit,
     )
-    try:
-        rows = run_query(path, query)
-    except FileNotFoundError:
-        raise UsageError(f"--db: {path} does not exist; has the shipper run yet?") from None
-    if args.output == "json":
-        json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-    elif args.output == "yaml":
-        import yaml
-
-        yaml.safe_dump(rows, sys.stdout, allow_unicode=True, sort_keys=False)
-    else:
-        _print_table(rows, wide=args.output == "wide", namespaces=args.namespace is None)
-    return 0
+    return _show(args, _rows(lambda: run_query(path, query), path), _print_table)
 
 
 #: Flags of the events' query that audit rows do not have, and the audit-only ones.
@@ -161,10 +149,20 @@ def query_audit(args: argparse.Namespace, path: str) -> int:
         stages=args.stages,
         limit=args.limit,
     )
+    return _show(args, _rows(lambda: run_audit_query(path, query), path), _print_audit_table)
+
+
+def _rows(run: Callable[[], list[dict[str, Any]]], path: str) -> list[dict[str, Any]]:
     try:
-        rows = run_audit_query(path, query)
+        return run()
     except FileNotFoundError:
         raise UsageError(f"--db: {path} does not exist; has the shipper run yet?") from None
+
+
+def _show(
+    args: argparse.Namespace, rows: list[dict[str, Any]], print_table: Callable[..., None]
+) -> int:
+    """The rows as -o asks: json, yaml, or the table (wide: more columns)."""
     if args.output == "json":
         json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -173,7 +171,7 @@ def query_audit(args: argparse.Namespace, path: str) -> int:
 
         yaml.safe_dump(rows, sys.stdout, allow_unicode=True, sort_keys=False)
     else:
-        _print_audit_table(rows, wide=args.output == "wide", namespaces=args.namespace is None)
+        print_table(rows, wide=args.output == "wide", namespaces=args.namespace is None)
     return 0
 
 

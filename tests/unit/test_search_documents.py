@@ -148,3 +148,43 @@ def test_an_event_the_layout_fails_on_is_rejected_alone():
     assert sent == [1]
     assert [r.index for r in failed] == [0] and "layout" in failed[0].reason
     assert orjson.loads(body.splitlines()[1]) == {"n": "1"}
+
+
+def test_one_batch_across_hours_and_days_names_each_events_own_index():
+    # The action line's prefix is kept per target: it must follow every event's own timestamp.
+    sink, _ = build_sink(
+        "elasticsearch:http://es:9200?index_format=ev-{2006.01.02.15}", SinkContext("", None)
+    )
+    sink.mode = sink.planned_mode()
+    stamps = ["2026-11-20T23:59:59Z", "2026-11-21T00:00:00Z", "2026-11-20T23:00:01Z",
+              "2026-11-21T00:59:59Z", "2026-11-20T22:59:59Z"]  # fmt: skip
+    events = []
+    for n, stamp in enumerate(stamps):
+        raw = {**RAW, "lastTimestamp": stamp, "count": n + 1}
+        raw["metadata"] = {**RAW["metadata"], "uid": f'u-"{n}\\'}  # quotes in an id stay JSON
+        events.append(normalize(raw, "MODIFIED", cluster="prod"))
+    actions = [orjson.loads(line) for line in sink.bulk_body(events).splitlines()[::2]]
+    assert actions == [
+        {"create": {"_index": f"ev-{s[:4]}.{s[5:7]}.{s[8:10]}.{s[11:13]}", "_id": f'u-"{n}\\.{n + 1}'}}
+        for n, s in enumerate(stamps)
+    ]  # fmt: skip
+
+
+def test_the_transport_is_imported_without_aiohttp_and_aiohttp_still_imports_after():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from shipper.sinks.search.transport import import_elastic_transport, json_serializer\n"
+        "et = import_elastic_transport()\n"
+        "assert 'aiohttp' not in sys.modules, 'aiohttp was imported'\n"
+        "assert not et._node._http_aiohttp._AIOHTTP_AVAILABLE\n"
+        "assert import_elastic_transport() is et\n"
+        "assert type(json_serializer(et)).__name__ == 'OrjsonSerializer'\n"
+        "import aiohttp\n"
+        "print(aiohttp.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "aiohttp"

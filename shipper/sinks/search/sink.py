@@ -79,7 +79,7 @@ import orjson
 
 from shipper.event import Event
 from shipper.sinks.base import Rejected, Sink, TransientError
-from shipper.sinks.dedot import dedot, dedotted
+from shipper.sinks.search.bulk import BulkBuilder, judge_items
 from shipper.sinks.search.naming import (
     audit_index,
     audit_index_format,
@@ -96,6 +96,7 @@ from shipper.sinks.search.setup import (
     render_setup,
 )
 from shipper.sinks.search.transport import (
+    JSON,
     NDJSON,
     USER_AGENT,
     BulkBody,
@@ -103,6 +104,8 @@ from shipper.sinks.search.transport import (
     Http,
     Server,
     error_text,
+    import_elastic_transport,
+    json_serializer,
     no_handler,
     node_url,
     safe_hosts,
@@ -240,7 +243,6 @@ class ElasticsearchSink(Sink):
 
     http: Http | None = None
     server: Server | None = None
-    mode: str = "data_stream"
     _pool: ThreadPoolExecutor | None = None
     #: Alias mode: the audit alias exists (made or checked when the first audit document came).
     _audit_alias_ready = False
@@ -267,17 +269,31 @@ class ElasticsearchSink(Sink):
         self._bulk_path = "_bulk?filter_path=errors,items.*.status,items.*.error"
         if self.options.pipeline:
             self._bulk_path += f"&pipeline={quote(self.options.pipeline, safe='')}"
-        self._cluster = self.options.cluster_name
-        self._dated = dated_format(self.options.index_format, self.index, self.scheme)
         #: The audit documents' data stream, alias or dated prefix, next to the events'.
         self.audit_index = audit_index(self.index)
         self._audit_format = audit_index_format(self.options.index_format)
-        self._audit_dated = dated_format(self._audit_format, self.audit_index, self.scheme)
         self._layout = self.options.layout
         # The original de-dots only when asked; the event document always needs it (its mapping).
         de_dot = self.options.de_dot
-        self._de_dot = de_dot if de_dot is not None else self._layout is None
+        self.bulk = BulkBuilder(
+            index=self.index,
+            audit_index=self.audit_index,
+            dated=dated_format(self.options.index_format, self.index, self.scheme),
+            audit_dated=dated_format(self._audit_format, self.audit_index, self.scheme),
+            layout=self._layout,
+            de_dot=de_dot if de_dot is not None else self._layout is None,
+            cluster=self.options.cluster_name,
+        )
         self._lock = threading.Lock()
+
+    @property
+    def mode(self) -> str:
+        """data_stream, dated or alias: known once the server is (``resolve_mode``)."""
+        return self.bulk.mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self.bulk.mode = mode
 
     def _nodes(self) -> list[str]:
         rest = self.uri.rest
@@ -311,9 +327,8 @@ class ElasticsearchSink(Sink):
         Not the client itself: its API layer is never used (transport.py says why), and
         importing the ``elasticsearch`` package (some 400 API modules) cost a sixth of the
         shipper's CPU in a 20,000-event benchmark (bench/README.md)."""
-        from elastic_transport import Transport
-        from elastic_transport.client_utils import url_to_node_config
-
+        elastic_transport = import_elastic_transport()
+        url_to_node_config = elastic_transport.client_utils.url_to_node_config
         hosts, basic = split_userinfo(nodes or self.nodes)
         options: dict[str, Any] = {
             "request_timeout": self.options.timeout,
@@ -326,13 +341,13 @@ class ElasticsearchSink(Sink):
             configs = [url_to_node_config(host).replace(**options) for host in hosts]
         except ValueError as exc:
             raise UsageError(f"--sink {self.scheme}: {exc}") from None
-        transport = Transport(
+        transport = elastic_transport.Transport(
             configs,
             max_retries=self.options.max_retries,
             retry_on_timeout=True,
             retry_on_status=(),  # statuses are judged here; the pipeline backs off
             meta_header=False,
-            serializers={NDJSON: BulkBody()},
+            serializers={NDJSON: BulkBody(), JSON: json_serializer(elastic_transport)},
         )
         return ElasticsearchHttp(
             transport,
@@ -570,7 +585,7 @@ class ElasticsearchSink(Sink):
 
     def _write_chunk(self, events: Sequence[Event], offset: int) -> list[Rejected]:
         assert self.http is not None
-        body, sent, failed = self.bulk_request(events)
+        body, sent, failed = self.bulk.request(events)
         if not sent:  # every layout failed: nothing to send
             return [Rejected(offset + r.index, r.reason) for r in failed]
         status, reply = self.http.request("POST", self._bulk_path, body, NDJSON)
@@ -582,94 +597,22 @@ class ElasticsearchSink(Sink):
         if status != 200:
             raise TransientError(f"_bulk: HTTP {status} {error_text(reply)}")
         rejected = [Rejected(offset + r.index, r.reason) for r in failed]
-        return rejected + self._judge_items(reply, [offset + p for p in sent])
-
-    def _judge_items(self, reply: Any, positions: list[int]) -> list[Rejected]:
-        """Per document: done, already there (409), refused for good (400), or retry all."""
-        if not isinstance(reply, dict) or not reply.get("errors"):
-            return []
-        items = reply.get("items") or []
-        count = len(positions)
-        if len(items) != count:
-            raise TransientError(f"_bulk: {len(items)} results for {count} documents")
-        rejected: list[Rejected] = []
-        retry: list[str] = []
-        for position, item in zip(positions, items, strict=True):
-            result = next(iter(item.values()))
-            status = result.get("status", 0)
-            if status < 300 or status == 409:  # 409 on create: this version is there already
-                continue
-            reason = f"HTTP {status} {error_text(result)}"
-            if status == 400:  # the document itself: the mapping refuses it
-                rejected.append(Rejected(position, reason))
-            else:  # 429, 5xx, 403 read-only block, 404 missing alias: try the batch again
-                retry.append(reason)
-        if retry:
-            # Creates are idempotent: re-sending the documents that landed only gets 409s.
-            raise TransientError(f"_bulk: {len(retry)} of {count} documents: {retry[0]}")
-        return rejected
+        return rejected + judge_items(reply, [offset + p for p in sent])
 
     def bulk_body(self, events: Sequence[Event]) -> bytes:
-        body, _, failed = self.bulk_request(events)
+        body, _, failed = self.bulk.request(events)
         if failed:
             raise TemplateError(failed[0].reason)
         return body
 
     def bulk_request(self, events: Sequence[Event]) -> tuple[bytes, list[int], list[Rejected]]:
-        """The _bulk body; the positions of the events in it; the events whose layout failed."""
-        lines: list[bytes] = []
-        sent: list[int] = []
-        failed: list[Rejected] = []
-        for position, event in enumerate(events):
-            try:
-                document = self.encoded(event)
-            except TemplateError as exc:
-                failed.append(Rejected(position, f"the layout failed: {exc}"))
-                continue
-            action = {"create": {"_index": self.target(event), "_id": self.document_id(event)}}
-            lines.append(orjson.dumps(action))
-            lines.append(document)
-            sent.append(position)
-        lines.append(b"")
-        return b"\n".join(lines), sent, failed
-
-    @staticmethod
-    def document_id(event: Event) -> str:
-        """``<uid>.<count>`` for an event version, ``<auditID>.<stage>`` for an audit event."""
-        if event.kind == "audit":
-            return f"{event.uid}.{event.resource_version}"
-        return f"{event.uid}.{event.count}"
-
-    def encoded(self, event: Event) -> bytes:
-        """The document's JSON: the event document, or the layout rendered as the original
-        renders it (Go's encoding), after de-dotting when asked. An audit event's is always its
-        own document (its annotation keys de-dotted already)."""
-        if event.kind == "audit":
-            return event.document_json(self._cluster)
-        if self._layout is None:
-            if not (self._de_dot and (event.labels or event.annotations or event.owner)):
-                # nothing to de-dot: the event's JSON, made once and shared with other sinks
-                return event.document_json(self._cluster)
-            return orjson.dumps(self.document(event))
-        if self._de_dot:
-            event = dedotted(event)
-        return self._layout.encode(event, self._cluster)
+        return self.bulk.request(events)
 
     def target(self, event: Event) -> str:
-        audit = event.kind == "audit"
-        if self.mode == "dated":
-            ts = event.timestamp  # YYYY-MM-DDTHH:MM:SS...Z, UTC
-            dated = self._audit_dated if audit else self._dated
-            return dated.format(Y=ts[0:4], m=ts[5:7], d=ts[8:10], H=ts[11:13])
-        return self.audit_index if audit else self.index
+        return self.bulk.target(event)
 
     def document(self, event: Event) -> dict[str, Any]:
-        document = event.document()
-        if self._cluster:
-            document["orchestrator"]["cluster"] = {"name": self._cluster}
-        if self._de_dot:
-            dedot(document)
-        return document
+        return self.bulk.document(event)
 
     def close(self) -> None:
         if self._pool is not None:
