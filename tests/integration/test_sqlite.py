@@ -184,3 +184,37 @@ def test_a_schema_1_database_gets_the_new_columns(tmp_path):
     assert rows["new"]["owner_kind"] == "StatefulSet"
     version = sqlite3.connect(path).execute("SELECT value FROM meta").fetchone()
     assert version == ("2",)
+
+
+def test_each_index_serves_a_query_and_older_unusable_ones_are_dropped(tmp_path):
+    from shipper.sinks.sqlite import SCHEMA, query_sql
+
+    path = tmp_path / "e.db"
+    old = sqlite3.connect(path)  # a database as an earlier version left it
+    old.executescript(
+        SCHEMA
+        + "CREATE INDEX events_reason ON events (reason, last_seen);"
+        + "CREATE INDEX events_object ON events (kind, name);"
+    )
+    old.close()
+    sink = open_sink(path)
+    sink.write([event(f"u{n}", str(n), name=f"web-{n % 7}", ns=f"ns{n % 3}") for n in range(200)])
+    db = sqlite3.connect(path)
+    db.create_function("regexp", 2, lambda p, v: False, deterministic=True)
+    indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"events_reason", "events_object"}.isdisjoint(indexes)
+
+    def plan(**filters) -> str:
+        sql, args = query_sql(Query(**filters))
+        return " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+
+    assert "INDEX events_namespace" in plan(namespace="ns1", since=3600)
+    assert "INDEX events_name" in plan(name="web-3")
+    assert "INDEX events_last_seen" in plan(since=3600, reason="Back")
+    user_made = {i for i in indexes if not i.startswith("sqlite_autoindex")}
+    used = {"events_namespace", "events_name", "events_last_seen", "audit_stage_time"}
+    assert {i for i in user_made if i.startswith("events_")} <= used
+    rows = run_query(str(path), Query(name="web-3", namespace="ns0"))
+    assert sorted(r["uid"] for r in rows) == sorted(
+        f"u{n}" for n in range(200) if n % 7 == 3 and n % 3 == 0
+    )
