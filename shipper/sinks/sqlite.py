@@ -53,7 +53,8 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,52 +326,75 @@ class Query:
 
 def run_query(path: str, query: Query) -> list[dict[str, Any]]:
     """Rows matching ``query``, newest first (then shown oldest first, as kubectl does)."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    db.create_function("regexp", 2, _regexp, deterministic=True)
-    db.row_factory = sqlite3.Row
     sql, args = query_sql(query)
-    try:
+    with _read_only(path) as db:
+        db.create_function("regexp", 2, _regexp, deterministic=True)
         rows = [_decoded(dict(row)) for row in db.execute(sql, args)]
-    finally:
-        db.close()
     rows.reverse()
     return rows
 
 
 def query_sql(query: Query) -> tuple[str, list[Any]]:
     """The SELECT for ``query`` and its arguments."""
-    clauses: list[str] = []
-    args: list[Any] = []
-    if query.since is not None:
-        clauses.append("last_seen >= ?")
-        args.append(cutoff(query.since))
-    for column in ("namespace", "name"):
-        value = getattr(query, column)
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            args.append(value)
+    where = _Where()
+    where.since("last_seen", query.since)
+    where.equal(query, "namespace", "name")
     for column in ("kind", "type"):  # kubectl takes pod, Pod and POD alike
         value = getattr(query, column)
         if value is not None:
-            clauses.append(f"lower({column}) = lower(?)")
-            args.append(value)
+            where.add(f"lower({column}) = lower(?)", value)
     if query.reason is not None:
-        clauses.append("regexp(?, reason)")
-        args.append(query.reason)
+        where.add("regexp(?, reason)", query.reason)
     if query.message is not None:
-        clauses.append("instr(lower(message), lower(?)) > 0")
-        args.append(query.message)
+        where.add("instr(lower(message), lower(?)) > 0", query.message)
     if query.owner is not None:
         kind, _, name = query.owner.rpartition("/")
-        clauses.append("owner_name = ?")
-        args.append(name)
+        where.add("owner_name = ?", name)
         if kind:
-            clauses.append("lower(owner_kind) = lower(?)")
-            args.append(kind)
-    where = " WHERE " + " AND ".join(clauses) if clauses else ""
-    return f"SELECT * FROM events{where} ORDER BY last_seen DESC LIMIT ?", [*args, query.limit]
+            where.add("lower(owner_kind) = lower(?)", kind)
+    return f"SELECT * FROM events{where} ORDER BY last_seen DESC LIMIT ?", [
+        *where.args,
+        query.limit,
+    ]
+
+
+class _Where:
+    """A WHERE clause built one filter at a time, with its arguments."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.args: list[Any] = []
+
+    def add(self, clause: str, *args: Any) -> None:
+        self.clauses.append(clause)
+        self.args.extend(args)
+
+    def since(self, column: str, seconds: float | None) -> None:
+        if seconds is not None:
+            self.add(f"{column} >= ?", cutoff(seconds))
+
+    def equal(self, query: Any, *columns: str) -> None:
+        for column in columns:
+            value = getattr(query, column)
+            if value is not None:
+                self.add(f"{column} = ?", value)
+
+    def __str__(self) -> str:
+        return " WHERE " + " AND ".join(self.clauses) if self.clauses else ""
+
+
+@contextmanager
+def _read_only(path: str) -> Iterator[sqlite3.Connection]:
+    """The database opened read-only, rows as :class:`sqlite3.Row`; FileNotFoundError if the
+    shipper has not made it yet."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 @dataclass
@@ -394,48 +418,30 @@ DENIED = "(code IN (401, 403) OR decision = 'forbid')"
 def run_audit_query(path: str, query: AuditQuery) -> list[dict[str, Any]]:
     """Audit rows matching ``query``, newest first (then shown oldest first); one per request
     (the ``audit_requests`` view: its last stage) unless ``stages`` asks for every stage."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    clauses: list[str] = []
-    args: list[Any] = []
-    if query.since is not None:
-        clauses.append("stage_time >= ?")
-        args.append(cutoff(query.since))
-    for column in ("namespace", "name"):
-        value = getattr(query, column)
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            args.append(value)
+    where = _Where()
+    where.since("stage_time", query.since)
+    where.equal(query, "namespace", "name")
     if query.user is not None:
-        clauses.append("username = ?")
-        args.append(query.user)
+        where.add("username = ?", query.user)
     if query.verbs:
-        clauses.append(f"verb IN ({', '.join('?' * len(query.verbs))})")
-        args.extend(query.verbs)
+        where.add(f"verb IN ({', '.join('?' * len(query.verbs))})", *query.verbs)
     if query.resource is not None:
         resource, slash, subresource = query.resource.partition("/")
-        clauses.append("lower(resource) = lower(?)")
-        args.append(resource)
+        where.add("lower(resource) = lower(?)", resource)
         if slash:
-            clauses.append("lower(subresource) = lower(?)")
-            args.append(subresource)
+            where.add("lower(subresource) = lower(?)", subresource)
     if query.denied:
-        clauses.append(DENIED)
+        where.add(DENIED)
     source = "audit" if query.stages else "audit_requests"
-    where = " WHERE " + " AND ".join(clauses) if clauses else ""
     rank = STAGE_RANK.format(stage="stage")
     sql = (
         f"SELECT * FROM {source}{where}"
         f" ORDER BY stage_time DESC, audit_id DESC, {rank} DESC LIMIT ?"
     )
-    try:
+    with _read_only(path) as db:
         if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit'").fetchone():
             return []  # a database written before audit documents existed
-        rows = [dict(row) for row in db.execute(sql, [*args, query.limit])]
-    finally:
-        db.close()
+        rows = [dict(row) for row in db.execute(sql, [*where.args, query.limit])]
     for row in rows:
         row["groups"] = orjson.loads(row["groups"]) if row["groups"] else []
         row["document"] = orjson.loads(row["document"])

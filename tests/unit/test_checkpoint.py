@@ -1,5 +1,7 @@
 """The ledger: the position only moves over a done prefix; handled versions are never re-sent."""
 
+import pytest
+
 from shipper.checkpoint import Ledger, MemoryStore, SqliteStore
 
 
@@ -105,3 +107,53 @@ def test_reset_keeps_the_source_claim(tmp_path):
     ledger.reset()
     assert SqliteStore(path).load().source == "https://a:6443 v1"
     assert Ledger(SqliteStore(path), source="https://a:6443 v1").position("") is None
+
+
+class PartedStore(MemoryStore):
+    """A store taking at most ``save_part`` entries a save, failing on the save numbered
+    ``fail_at`` (counting from 1) once."""
+
+    save_part = 3
+
+    def __init__(self, fail_at: int = 0) -> None:
+        super().__init__()
+        self.saves: list[tuple[dict, int]] = []
+        self.fail_at = fail_at
+
+    def save(self, positions, changed) -> None:  # type: ignore[no-untyped-def]
+        if len(self.saves) + 1 == self.fail_at:
+            self.fail_at = 0
+            self.saves.append(({"failed": ""}, len(changed)))
+            raise OSError("disk full")
+        self.saves.append((dict(positions), len(changed)))
+        super().save(positions, changed)
+
+
+def test_a_flush_saves_in_parts_and_the_position_comes_last():
+    store = PartedStore()
+    ledger = Ledger(store)
+    for n in range(10):
+        ledger.begin("", f"u{n}", str(100 + n), str(100 + n), sinks=1).done()
+    ledger.flush()
+    assert store.saves == [({}, 3), ({}, 3), ({}, 3), ({"": "109"}, 1)]
+    reloaded = Ledger(store)
+    assert reloaded.position("") == "109"
+    assert all(reloaded.handled(f"u{n}", str(100 + n)) for n in range(10))
+    ledger.flush()  # nothing changed: nothing saved
+    assert len(store.saves) == 4
+    ledger.mark("", "120")
+    ledger.flush()
+    assert store.saves[-1] == ({"": "120"}, 0)
+
+
+def test_a_flush_failing_midway_saves_everything_at_the_next():
+    store = PartedStore(fail_at=2)
+    ledger = Ledger(store)
+    for n in range(7):
+        ledger.begin("", f"u{n}", str(100 + n), str(100 + n), sinks=1).done()
+    with pytest.raises(OSError, match="disk full"):
+        ledger.flush()
+    assert Ledger(store).position("") is None  # the position waits for every part
+    ledger.flush()
+    assert Ledger(store).position("") == "106"
+    assert all(Ledger(store).handled(f"u{n}", str(100 + n)) for n in range(7))
