@@ -271,26 +271,29 @@ class SqliteSink(Sink):
     def write(self, events: Sequence[Event]) -> Sequence[Rejected]:
         assert self.db is not None
         now = utc_now()
-        rows, audit = [], []
-        for event in events:
-            if event.kind == "audit":
-                audit.append(_audit_row(event))
-            else:
-                rows.append(_row(event, now))
+        # Rows are made as sqlite takes them, not as a list first: a batch of 5,000 audit
+        # events (documents with request and response bodies) is then never held twice.
+        rows = (_row(event, now) for event in events if event.kind != "audit")
+        audit = (_audit_row(event) for event in events if event.kind == "audit")
         try:
             self.db.execute("BEGIN IMMEDIATE")
-            if rows:
-                self.db.executemany(UPSERT, rows)
-            if audit:
-                self.db.executemany(AUDIT_INSERT, audit)
+            self.db.executemany(UPSERT, rows)
+            self.db.executemany(AUDIT_INSERT, audit)
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
+            self._roll_back()
             raise TransientError(f"{self.path}: {exc}") from exc
+        except BaseException:  # a row that could not be made: nothing of the batch stays
+            self._roll_back()
+            raise
         if time.monotonic() - self._last_prune > PRUNE_EVERY:
             self.prune()
         return []
+
+    def _roll_back(self) -> None:
+        assert self.db is not None
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
     def prune(self) -> int:
         assert self.db is not None

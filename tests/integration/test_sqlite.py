@@ -218,3 +218,17 @@ def test_each_index_serves_a_query_and_older_unusable_ones_are_dropped(tmp_path)
     assert sorted(r["uid"] for r in rows) == sorted(
         f"u{n}" for n in range(200) if n % 7 == 3 and n % 3 == 0
     )
+
+
+def test_a_row_that_cannot_be_made_rolls_its_batch_back_and_the_next_batch_lands(tmp_path):
+    import pytest
+
+    sink = open_sink(tmp_path / "e.db")
+    good, bad = event("u1", "1"), event("u2", "2")
+    bad.labels = {"app": object()}  # not JSON: making its row fails mid-batch
+    with pytest.raises(TypeError):
+        sink.write([good, bad])
+    db = sqlite3.connect(tmp_path / "e.db")
+    assert db.execute("SELECT count(*) FROM events").fetchone() == (0,)
+    sink.write([good, event("u3", "3")])
+    assert db.execute("SELECT uid FROM events ORDER BY uid").fetchall() == [("u1",), ("u3",)]
