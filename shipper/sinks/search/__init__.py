@@ -11,9 +11,10 @@
 
 from shipper.sinks.dedot import dedot
 from shipper.sinks.search.opensearch import OpenSearchOptions, OpenSearchSink
+from shipper.sinks.search.options import SearchOptions
 from shipper.sinks.search.schema import ILM_POLICY, MAPPING, SETTINGS, component, ism_policy
 from shipper.sinks.search.setup import SetupReport, render_setup, rendered_files, run_setup
-from shipper.sinks.search.sink import ElasticsearchSink, SearchOptions
+from shipper.sinks.search.sink import ElasticsearchSink
 
 __all__ = [
     "ILM_POLICY",

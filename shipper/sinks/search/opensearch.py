@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shipper.sinks.search.sink import ElasticsearchSink, SearchOptions
+from shipper.sinks.search.options import SearchOptions
+from shipper.sinks.search.sink import ElasticsearchSink
 from shipper.sinks.search.transport import Http, OpenSearchHttp, split_userinfo
 from shipper.spec import option
 from shipper.uri import UsageError, choice
