@@ -32,6 +32,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(getattr(pytest.mark, tier))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test of a module that defines ``explain_failure(item)`` gets what it returns as
+    a section of its report: what the servers said (a pod's status and log), which a CI log
+    must show, since the servers are gone once it ends."""
+    outcome = yield
+    report = outcome.get_result()
+    explain = getattr(item.module, "explain_failure", None)
+    if report.failed and call.when == "call" and explain is not None:
+        try:
+            text = explain(item)
+        except Exception as exc:  # the explanation must not hide the failure
+            text = f"(could not ask: {exc!r})"
+        if text:
+            report.sections.append(("what the servers said", text))
+
+
 # The shipper reports its own Events when the Downward API names its Pod (shipper/recorder/own.py).
 # The test runner is not that Pod, even when CI runs in one: the shippers the tests start must
 # not write Events about it into the test stack (tests that want them set these themselves).

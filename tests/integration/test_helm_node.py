@@ -340,13 +340,49 @@ class Release:
             if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
         ]  # fmt: skip
 
+    def diagnosis(self, logs: bool = True) -> str:
+        """The shipper pods as the kubelet sees them (conditions, restarts, the last
+        termination), the Events about them and, with logs, the tail of each one's log (and of
+        the previous container's, after a restart)."""
+        lines = []
+        for pod in self.pods():
+            name, status = pod.metadata.name, pod.status
+            conditions = " ".join(f"{c.type}={c.status}" for c in status.conditions or [])
+            lines.append(f"pod {name}: {status.phase}; {conditions}")
+            for c in status.container_statuses or []:
+                last = c.last_state.terminated if c.last_state else None
+                lines.append(
+                    f"  {c.name}: ready={c.ready} restarts={c.restart_count} state={c.state}"
+                    + (f" last: {last.reason} exit {last.exit_code} at {last.finished_at}"
+                       if last else "")
+                )  # fmt: skip
+            about = kubectl(self.env, "get", "events", "-n", self.ns, "--field-selector",
+                            f"involvedObject.name={name}", check=False).stdout  # fmt: skip
+            lines.append(about.rstrip())
+            restarted = any(c.restart_count for c in status.container_statuses or [])
+            if logs:
+                for previous in [False, True] if restarted else [False]:
+                    argv = ["logs", "-n", self.ns, name, "-c", CONTAINER, "--tail", "60"]
+                    out = kubectl(self.env, *argv, *(["--previous"] if previous else []),
+                                  check=False)  # fmt: skip
+                    lines.append(f"--- log of {name}{' (previous)' if previous else ''}:")
+                    lines.append((out.stdout + out.stderr).rstrip())
+        return "\n".join(lines) or "no shipper pods"
+
     def exec(self, pod: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         return kubectl(self.env, "exec", "-n", self.ns, pod, "-c", CONTAINER, "--", *argv,
                        check=check, timeout=60)  # fmt: skip
 
+    def ready_pod(self) -> str:
+        """The name of a Ready shipper pod; the test fails (with the diagnosis, see
+        explain_failure) if there is none."""
+        ready = self.ready_pods()
+        assert ready, f"no shipper pod of {self.name} is Ready"
+        return str(ready[0].metadata.name)
+
     def stored(self, pod: str | None = None) -> dict[str, dict[str, Any]]:
         """The embedded store of a (the) shipper pod: uid -> row."""
-        pod = pod or self.ready_pods()[0].metadata.name
+        pod = pod or self.ready_pod()
         out = self.exec(pod, "kube-event-shipper", "query", "-n", self.work, "-o", "json",
                         "--limit", "100000").stdout  # fmt: skip
         rows = json.loads(out)
@@ -377,6 +413,19 @@ class Release:
 
 
 PERSISTENCE = {"enabled": True, "storageClass": "-", "size": "1Gi"}
+
+_explained: list[str] = []
+
+
+def explain_failure(item: pytest.Item) -> str | None:
+    """For tests/conftest.py: a failed test with the release prints its shipper pods' state, and
+    their logs the first time (later failures often follow from the first)."""
+    release = getattr(item, "funcargs", {}).get("release")
+    if not isinstance(release, Release):
+        return None
+    text = release.diagnosis(logs=not _explained)
+    _explained.append(item.name)
+    return text
 
 
 @pytest.fixture(scope="module")
@@ -784,7 +833,7 @@ def nothing_lost_nothing_twice(release: Release, store: bool = True) -> dict[str
 
 
 def test_deleted_shipper_pod_loses_nothing(release: Release, crasher: str) -> None:
-    old = release.ready_pods()[0].metadata.name
+    old = release.ready_pod()
     with Writer(release):
         time.sleep(3)
         kubectl(release.env, "delete", "pod", "-n", release.ns, old, "--wait=true")
