@@ -359,8 +359,8 @@ class Release:
             about = kubectl(self.env, "get", "events", "-n", self.ns, "--field-selector",
                             f"involvedObject.name={name}", check=False).stdout  # fmt: skip
             lines.append(about.rstrip())
-            restarted = any(c.restart_count for c in status.container_statuses or [])
             if logs:
+                restarted = any(c.restart_count for c in status.container_statuses or [])
                 for previous in [False, True] if restarted else [False]:
                     argv = ["logs", "-n", self.ns, name, "-c", CONTAINER, "--tail", "60"]
                     out = kubectl(self.env, *argv, *(["--previous"] if previous else []),

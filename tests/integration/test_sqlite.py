@@ -9,6 +9,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from shipper.event import normalize, utc_now
 from shipper.sinks.base import SinkContext
 from shipper.sinks.sqlite import Query, SqliteOptions, SqliteSink, run_query
@@ -221,8 +223,6 @@ def test_each_index_serves_a_query_and_older_unusable_ones_are_dropped(tmp_path)
 
 
 def test_a_row_that_cannot_be_made_rolls_its_batch_back_and_the_next_batch_lands(tmp_path):
-    import pytest
-
     sink = open_sink(tmp_path / "e.db")
     good, bad = event("u1", "1"), event("u2", "2")
     bad.labels = {"app": object()}  # not JSON: making its row fails mid-batch
