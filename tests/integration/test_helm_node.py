@@ -422,12 +422,22 @@ class Release:
             )
             if done.returncode == 0 or not restarted or time.monotonic() > deadline:
                 break
+            self.assert_stopped_not_crashed()
             time.sleep(3)
         assert done.returncode == 0, f"query failed ({done.returncode}): {done.stderr}"
         rows = json.loads(done.stdout)
         by_uid = {r["uid"]: r for r in rows}
         assert len(by_uid) == len(rows), "two rows for one uid"
         return by_uid
+
+    def assert_stopped_not_crashed(self) -> None:
+        """A shipper container the kubelet restarted stopped on its SIGTERM (exit 0) or was
+        killed when its grace period ran out (137): it never crashed, nor ran out of memory."""
+        for pod in self.pods():
+            for c in pod.status.container_statuses or []:
+                last = c.last_state.terminated if c.last_state else None
+                assert last is None or (last.reason != "OOMKilled" and last.exit_code in (0, 137)), (
+                    f"{pod.metadata.name} crashed: {last.reason}, exit {last.exit_code}")  # fmt: skip
 
     def searched(self) -> dict[str, list[int]]:
         """OpenSearch: uid -> the counts of its documents (one per event version)."""
