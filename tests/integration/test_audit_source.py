@@ -26,6 +26,7 @@ import pytest
 from kubernetes import client, config
 
 from tests.support.common import ShipperProcess, stack_up, wait_for
+from tests.support.search import search_hits
 
 ARRIVAL = 60.0  # the API server sends a batch at least every second; a retry after 1 s, 1.5 s...
 
@@ -76,17 +77,7 @@ def audit_rows(db: Path, where: str = "1", *args: Any) -> list[dict[str, Any]]:
 
 
 def opensearch_hits(url: str, index: str, query: dict[str, Any]) -> list[dict[str, Any]]:
-    body = orjson.dumps({"query": query, "size": 100})
-    request = urllib.request.Request(
-        f"{url}/{index}/_search", data=body, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return [hit["_source"] for hit in orjson.loads(response.read())["hits"]["hits"]]
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:  # the index is not there yet
-            return []
-        raise
+    return [hit["_source"] for hit in search_hits(url, index, query, size=100, refresh=False)]
 
 
 def term(**fields: Any) -> dict[str, Any]:

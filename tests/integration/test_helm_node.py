@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from kubernetes import client
 
 from tests.support.common import ROOT, STACK, read_env, stack_image, stack_up, wait_for
 from tests.support.machine import MachineLog
+from tests.support.search import search_hits
 
 # The first setup may build the node and the images (see test_node.py): minutes, cold.
 pytestmark = pytest.mark.timeout(1800)
@@ -155,13 +155,7 @@ def host_port(url: str) -> int:
 
 
 def search(env: dict[str, str], index: str, query: dict | None = None) -> list[dict[str, Any]]:
-    body = json.dumps({"size": 10000, "query": query or {"match_all": {}}}).encode()
-    req = urllib.request.Request(
-        f"{opensearch_url(env)}/{index}/_search?ignore_unavailable=true",
-        data=body, headers={"Content-Type": "application/json"}, method="POST",
-    )  # fmt: skip
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())["hits"]["hits"]
+    return search_hits(opensearch_url(env), index, query, size=10000, refresh=False)
 
 
 def kafka_messages(env: dict[str, str], topic: str) -> list[Any]:

@@ -22,25 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import urllib3
 from kubernetes import client
 
 from tests.integration.test_kafka_exactly_once import create_topic, read_all, version_ids
 from tests.support.common import ShipperProcess, wait_for
 from tests.support.kube import bump, core_event, now
+from tests.support.search import search_hits
 
 pytestmark = pytest.mark.stack("kafka", "opensearch")
 
-http = urllib3.PoolManager()
-
 
 def search(base: str, index: str) -> list[dict[str, Any]]:
-    http.request("POST", f"{base}/{index}/_refresh")
-    reply = http.request("GET", f"{base}/{index}/_search?size=10000")
-    if reply.status in (404, 503):
-        return []
-    assert reply.status == 200, reply.data
-    return json.loads(reply.data)["hits"]["hits"]
+    return search_hits(base, index, size=10000)
 
 
 class Events(threading.Thread):

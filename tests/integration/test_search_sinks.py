@@ -22,6 +22,7 @@ import urllib3
 
 from tests.support.common import ROOT, STACK, stack_up, wait_for
 from tests.support.kube import bump, core_event, etcd_compact, now
+from tests.support.search import search_hits
 
 http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=30.0), retries=False)
 
@@ -43,14 +44,7 @@ def call(method: str, url: str, body: Any = None) -> tuple[int, Any]:
 
 def documents(base: str, target: str) -> list[dict[str, Any]]:
     """Every document in ``target`` (index, alias, data stream or pattern), refreshed first."""
-    call("POST", f"{base}/{target}/_refresh")
-    status, reply = call("GET", f"{base}/{target}/_search?size=1000&seq_no_primary_term=false")
-    if status == 404:
-        return []
-    if status == 503 and reply["error"]["type"] == "search_phase_execution_exception":
-        return []  # a just-created index (or data stream) whose primary has not started yet
-    assert status == 200, reply
-    return reply["hits"]["hits"]
+    return search_hits(base, target)
 
 
 def ids(hits: list[dict[str, Any]]) -> list[str]:
